@@ -1,0 +1,80 @@
+//! # Design manual
+//!
+//! How Sightline maps a remote-display session onto QUIC, and why. This module has no code.
+//!
+//! ## One connection, three kinds of channel
+//!
+//! | channel | QUIC primitive | carries | why |
+//! |---|---|---|---|
+//! | control | one bidirectional stream opened by the viewer | hello/welcome, stream config, ping/pong, keyframe and reference-invalidation requests, stats, cursor shapes, goodbye | small, must arrive, order matters |
+//! | input | one unidirectional viewer → host stream | [`crate::msg::InputMessage`] | presses and releases are never lost or reordered, and never wait behind video |
+//! | media | datagrams | video fragments, audio packets, cursor positions | latency beats reliability: a late frame is worthless |
+//!
+//! Stream messages are framed as `len: u32` + message ([`crate::coding`]); a datagram holds one
+//! message. The control stream is opened by the viewer and its first message is `Hello`.
+//!
+//! ## Versioning
+//!
+//! Two layers:
+//! * **ALPN** ([`crate::ALPN`], `sightline/1`) names the wire-incompatible generation. A viewer
+//!   that does not offer it is refused in the TLS handshake with `no_application_protocol`, before
+//!   any message is parsed. A future incompatible format gets `sightline/2`, and a viewer may
+//!   offer both.
+//! * **Revisions** inside a generation are negotiated by `Hello { min_version, max_version }`:
+//!   the host picks the newest common revision and says so in `Welcome`. No common revision → the
+//!   host sends `Goodbye(VersionMismatch { host's range })` and both sides report
+//!   [`crate::session::CloseReason::VersionMismatch`] naming both ranges. Compatible additions use
+//!   new capability bits (unknown bits drop out of the intersection) or hello extensions
+//!   (unknown ids are ignored); new message tags require a higher revision.
+//!
+//! ## Capabilities
+//!
+//! The viewer advertises what it can decode and send; the host answers with the intersection of
+//! that and what it offers. Nothing outside the intersection is used: input of a kind that was not
+//! negotiated is refused on the viewer (an error to the caller) and dropped on the host (counted).
+//! A view-only session is a host that offers no input kinds.
+//!
+//! ## Time
+//!
+//! See [`crate::time`]. Every frame carries host stage timestamps (capture start/end, convert,
+//! encode, send) on the host clock; the viewer adds its own (first/last packet, reassembled,
+//! decoded, presented) and converts with the ping/pong clock-offset estimate. The estimate's
+//! error is bounded by half the round trip of the best sample; that bound is reported with it,
+//! so a latency breakdown can say how much of "network" is uncertain.
+//!
+//! ## Input rules
+//!
+//! See [`crate::input`]. Motion may be coalesced while it waits for the transport; presses,
+//! releases and pen contact changes never are. Every input message has a strictly increasing
+//! sequence number; the host drops repeats, which makes redundant sending (e.g. recent events
+//! repeated in datagrams) safe to add later. The host tracks what is held and releases it when
+//! the viewer asks (`ReleaseAll`, sent on focus loss), when nothing has been heard from the
+//! viewer for [`crate::HostConfig::input_release_after`] (1 s: the viewer pings every 250 ms, so
+//! silence means a dead path), and when the session ends for any reason.
+//!
+//! ## Loss policy
+//!
+//! * Control and input ride reliable streams: QUIC retransmits them. They are small, so the cost
+//!   is one RTT of delay on loss, never a loss.
+//! * Video fragments ride datagrams. A frame whose fragments do not all arrive before a newer
+//!   frame completes is dropped, not waited for; the viewer then asks the host for recovery
+//!   (`InvalidateReferences` when the encoder can avoid the lost frames, `KeyframeRequest`
+//!   otherwise), so the picture always recovers. Forward error correction is layered on the
+//!   fragments so most single losses cost nothing.
+//! * Audio packets are self-contained 5–10 ms frames in datagrams; loss is concealed by the
+//!   decoder.
+//!
+//! ## Malformed input
+//!
+//! Any message that does not decode, or arrives on the wrong channel or in the wrong state,
+//! closes that session with [`crate::session::CloseReason::ProtocolViolation`] and a goodbye that
+//! says why. Nothing from the network can panic the process, and one bad session never affects
+//! another. Frames larger than the configured limit are refused as soon as their length is read,
+//! before anything is buffered.
+//!
+//! ## Security
+//!
+//! The session runs over QUIC with TLS 1.3 only and `TLS13_AES_256_GCM_SHA384` as the only
+//! session cipher (QUIC initial packets use AES-128 by RFC 9001; they carry only the handshake).
+//! Both sides authenticate with certificates (see the `sightline-certs` crate); there is no
+//! unauthenticated or plaintext mode.
