@@ -67,7 +67,9 @@ impl FromStr for Fingerprint {
         let digits: Vec<u8> = if hex.contains(':') {
             let groups: Vec<&str> = hex.split(':').collect();
             if groups.len() != 32 || groups.iter().any(|g| g.len() != 2) {
-                return Err(bad("colon-separated form must have 32 groups of 2 hex digits"));
+                return Err(bad(
+                    "colon-separated form must have 32 groups of 2 hex digits",
+                ));
             }
             groups.concat().into_bytes()
         } else {

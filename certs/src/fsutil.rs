@@ -102,8 +102,7 @@ pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, CertError> {
 
 /// Encodes DER bytes as a PEM block with the given label.
 pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut b64 = String::with_capacity(der.len().div_ceil(3) * 4);
     for chunk in der.chunks(3) {
         let n = match *chunk {

@@ -397,7 +397,10 @@ mod tests {
         assert_eq!(loaded.fingerprint(), id.fingerprint());
         assert_eq!(loaded.key_der().secret_der(), id.key_der().secret_der());
         // Loading twice gives the same fingerprint.
-        assert_eq!(Identity::load(&dir).unwrap().fingerprint(), id.fingerprint());
+        assert_eq!(
+            Identity::load(&dir).unwrap().fingerprint(),
+            id.fingerprint()
+        );
         // And the key is usable by rustls.
         let provider = crate::session_provider();
         rustls::sign::CertifiedKey::from_der(loaded.cert_chain(), loaded.key_der(), &provider)

@@ -156,16 +156,29 @@ impl<'a> Reader<'a> {
         }
     }
     /// Bytes with a u16 length prefix, at most `max`.
-    pub fn bytes_u16(&mut self, context: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes_u16(
+        &mut self,
+        context: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], DecodeError> {
         let len = self.u16(context)? as usize;
         self.bounded(len, context, max)
     }
     /// Bytes with a u32 length prefix, at most `max`.
-    pub fn bytes_u32(&mut self, context: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes_u32(
+        &mut self,
+        context: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], DecodeError> {
         let len = self.u32(context)? as usize;
         self.bounded(len, context, max)
     }
-    fn bounded(&mut self, len: usize, context: &'static str, max: usize) -> Result<&'a [u8], DecodeError> {
+    fn bounded(
+        &mut self,
+        len: usize,
+        context: &'static str,
+        max: usize,
+    ) -> Result<&'a [u8], DecodeError> {
         if len > max {
             return Err(DecodeError::TooLarge {
                 what: context,

@@ -48,10 +48,11 @@ pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
+pub mod transport;
 
 pub use coding::{Decode, DecodeError, Encode};
 pub use msg::Message;
 pub use session::{
-    Channel, CloseReason, HostConfig, HostEvent, HostSession, Transmit, ViewerConfig,
-    ViewerEvent, ViewerSession, ALPN, PROTOCOL_VERSION,
+    Channel, CloseReason, HostConfig, HostEvent, HostSession, Transmit, ViewerConfig, ViewerEvent,
+    ViewerSession, ALPN, PROTOCOL_VERSION,
 };

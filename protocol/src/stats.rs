@@ -43,7 +43,11 @@ pub struct FrameLatency {
 
 impl FrameLatency {
     /// Combines host and viewer times using `clock` (host − viewer offset).
-    pub fn compute(host: &HostStageTimes, viewer: &ViewerStageTimes, clock: &ClockEstimate) -> Self {
+    pub fn compute(
+        host: &HostStageTimes,
+        viewer: &ViewerStageTimes,
+        clock: &ClockEstimate,
+    ) -> Self {
         let h = |t: crate::time::HostMicros| clock.host_to_viewer(t);
         let points = [
             h(host.capture_start),

@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::session::{
-    Channel, HostConfig, HostEvent, HostSession, Transmit, ViewerConfig, ViewerEvent,
-    ViewerSession,
+    Channel, HostConfig, HostEvent, HostSession, Transmit, ViewerConfig, ViewerEvent, ViewerSession,
 };
 use crate::time::WireClock;
 

@@ -40,7 +40,10 @@ impl MediaTime {
 
     /// `ticks` of a `hz` clock. `hz` must be non-zero; zero is treated as 1 Hz.
     pub fn new(ticks: u64, hz: u32) -> Self {
-        MediaTime { ticks, hz: hz.max(1) }
+        MediaTime {
+            ticks,
+            hz: hz.max(1),
+        }
     }
     /// 90 kHz video time.
     pub fn video(ticks: u64) -> Self {
@@ -188,7 +191,9 @@ impl ClockEstimator {
             .window
             .iter()
             .filter(|s| s.rtt_us <= min_rtt + tolerance)
-            .fold((0i128, 0i128), |(sum, n), s| (sum + s.offset_us as i128, n + 1));
+            .fold((0i128, 0i128), |(sum, n), s| {
+                (sum + s.offset_us as i128, n + 1)
+            });
         Some(ClockEstimate {
             offset_us: (sum / n) as i64,
             uncertainty_us: (min_rtt + tolerance).div_ceil(2),
@@ -212,7 +217,7 @@ mod tests {
     #[test]
     fn sample_math_symmetric() {
         // Host is 1000 µs ahead, 10 ms each way, 1 ms turnaround.
-        let s = ClockSample::from_timestamps(0, 11_000, 12_000, 22_000).unwrap();
+        let s = ClockSample::from_timestamps(0, 11_000, 12_000, 21_000).unwrap();
         assert_eq!(s.rtt_us, 20_000);
         assert_eq!(s.offset_us, 1_000);
     }

@@ -1,1 +1,153 @@
-fn main() {}
+//! `viewer`: connects to a Sightline host.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sightline_certs::{Identity, TrustPolicy};
+use sightline_protocol::msg::Capabilities;
+use sightline_protocol::session::{ViewerConfig, ViewerEvent};
+use sightline_viewer::config::{self, HostAddr};
+use sightline_viewer::net::{connect, ConnectOptions};
+
+/// Sightline viewer: connects to a host agent over QUIC (TLS 1.3, AES-256-GCM), authenticated
+/// both ways, and shows its display.
+#[derive(Debug, Parser)]
+#[command(name = "viewer", version, after_help = AFTER_HELP)]
+struct Args {
+    /// Host to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
+    #[arg(value_parser = HostAddr::parse)]
+    host: HostAddr,
+    /// Directory holding this viewer's identity (cert.pem, key.pem); create it with
+    /// `certs create --role viewer --dir DIR`.
+    #[arg(long, value_name = "DIR")]
+    identity: Option<PathBuf>,
+    /// Known-hosts file with the host's pinned fingerprint.
+    #[arg(long, value_name = "FILE")]
+    known_hosts: Option<PathBuf>,
+    /// Accept and pin a host that is not in the known hosts yet (never a changed one).
+    #[arg(long, alias = "tofu")]
+    trust_on_first_use: bool,
+    /// Stop after this many clock-sync pings were answered (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    pings: u64,
+    /// Seconds to wait for the host to answer.
+    #[arg(long, default_value_t = 5)]
+    connect_timeout: u64,
+    /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
+    #[arg(long, default_value = "warn")]
+    log: String,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  viewer workstation.example:4433 --identity ~/.config/sightline/viewer-identity --known-hosts ~/.config/sightline/known_hosts
+  viewer 127.0.0.1 --pings 10
+
+First time with a new host: compare `certs fingerprint` on the host with what the viewer
+reports, then `certs pin --known-hosts FILE --host HOST:PORT --fingerprint FP`
+(or pass --trust-on-first-use once).";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let identity_dir = args.identity.unwrap_or_else(config::default_identity_dir);
+    let identity = Identity::load(&identity_dir)
+        .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+    let opts = ConnectOptions {
+        host: args.host.clone(),
+        identity,
+        known_hosts: args.known_hosts.unwrap_or_else(config::default_known_hosts),
+        trust: if args.trust_on_first_use {
+            TrustPolicy::TrustOnFirstUse
+        } else {
+            TrustPolicy::PinnedOnly
+        },
+        session: ViewerConfig {
+            name: config_name(),
+            // Advertise only what this build implements (session and clock sync so far).
+            capabilities: Capabilities::default(),
+            ..ViewerConfig::default()
+        },
+        connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("sightline-net")
+        .build()?;
+    rt.block_on(async move {
+        let mut conn = match connect(opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("viewer: cannot connect to {}: {e}", args.host);
+                std::process::exit(2);
+            }
+        };
+        println!(
+            "connected to {:?} at {} (session {:016x}, protocol {}) in {:.1} ms",
+            conn.welcome.host_name,
+            conn.remote,
+            conn.welcome.session_id,
+            conn.welcome.version,
+            conn.setup_time.as_secs_f64() * 1e3
+        );
+        let caps = conn.welcome.capabilities;
+        if caps == Capabilities::default() {
+            println!("negotiated: session and clock sync only (no media or input channels yet)");
+        } else {
+            println!("negotiated: {caps:?}");
+        }
+        let mut answered = 0u64;
+        loop {
+            tokio::select! {
+                ev = conn.next_event() => match ev {
+                    Some(ViewerEvent::Clock(c)) => {
+                        answered += 1;
+                        println!(
+                            "rtt {:.3} ms (min {:.3}, smoothed {:.3}; QUIC {:.3})  clock offset {:+.3} ms ± {:.3} ms",
+                            c.latest_rtt_us as f64 / 1e3,
+                            c.min_rtt_us as f64 / 1e3,
+                            c.smoothed_rtt_us as f64 / 1e3,
+                            conn.quic_rtt().as_secs_f64() * 1e3,
+                            c.offset_us as f64 / 1e3,
+                            c.uncertainty_us as f64 / 1e3,
+                        );
+                        if args.pings > 0 && answered >= args.pings {
+                            let reason = conn.close("done").await;
+                            println!("closed: {reason}");
+                            return anyhow::Ok(());
+                        }
+                    }
+                    Some(ViewerEvent::Closed(reason)) => {
+                        eprintln!("viewer: session ended: {reason}");
+                        std::process::exit(3);
+                    }
+                    Some(_) => {}
+                    None => return anyhow::Ok(()),
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    let reason = conn.close("user quit").await;
+                    println!("closed: {reason}");
+                    return anyhow::Ok(());
+                }
+            }
+        }
+    })
+}
+
+fn config_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sightline-viewer".into())
+}

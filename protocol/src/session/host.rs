@@ -7,9 +7,9 @@ use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
 use crate::coding::{Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
 use crate::input::HeldInput;
 use crate::msg::{
-    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason,
-    Hello, InputEvent, InputMessage, InvalidateReferences, KeyframeRequest, Message, Pong,
-    StatsReport, StreamConfig, VideoFragment, Welcome,
+    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
+    InputEvent, InputMessage, InvalidateReferences, KeyframeRequest, Message, Pong, StatsReport,
+    StreamConfig, VideoFragment, Welcome,
 };
 use crate::session::PROTOCOL_VERSION;
 use crate::time::WireClock;
@@ -371,13 +371,14 @@ impl HostSession {
                     viewer_send_us: p.viewer_send_us,
                     host_recv_us: self.clock.micros(now),
                 }),
-                Control::KeyframeRequest(k) => self.events.push_back(HostEvent::KeyframeRequested(k)),
+                Control::KeyframeRequest(k) => {
+                    self.events.push_back(HostEvent::KeyframeRequested(k))
+                }
                 Control::InvalidateReferences(i) => {
                     self.events.push_back(HostEvent::InvalidateReferences(i))
                 }
                 Control::Stats(s) => self.events.push_back(HostEvent::Stats(s)),
                 Control::Goodbye(g) => {
-                    self.release_held(ReleaseCause::SessionEnded);
                     self.close(CloseReason::PeerGoodbye {
                         reason: g.reason,
                         message: g.message,
@@ -395,12 +396,11 @@ impl HostSession {
                 let caps = *capabilities;
                 self.on_input(now, &caps, m)
             }
-            (Channel::Control, State::AwaitingHello, Message::Control(Control::Goodbye(g))) => {
-                self.close(CloseReason::PeerGoodbye {
+            (Channel::Control, State::AwaitingHello, Message::Control(Control::Goodbye(g))) => self
+                .close(CloseReason::PeerGoodbye {
                     reason: g.reason,
                     message: g.message,
-                })
-            }
+                }),
             (channel, state, msg) => {
                 let what = describe(&msg);
                 let when = match state {
@@ -439,13 +439,15 @@ impl HostSession {
         }
         let capabilities = self.cfg.capabilities.intersection(&h.capabilities);
         self.pending
-            .push_back(Pending::Control(Message::Control(Control::Welcome(Welcome {
-                version: hi,
-                session_id: self.cfg.session_id,
-                host_name: self.cfg.host_name.clone(),
-                capabilities,
-                extensions: Vec::new(),
-            }))));
+            .push_back(Pending::Control(Message::Control(Control::Welcome(
+                Welcome {
+                    version: hi,
+                    session_id: self.cfg.session_id,
+                    host_name: self.cfg.host_name.clone(),
+                    capabilities,
+                    extensions: Vec::new(),
+                },
+            ))));
         self.state = State::Established { capabilities };
         self.events.push_back(HostEvent::Connected {
             viewer_name: h.name,
@@ -499,10 +501,12 @@ impl HostSession {
 
     fn queue_goodbye(&mut self, reason: GoodbyeReason, message: &str) {
         self.pending
-            .push_back(Pending::Control(Message::Control(Control::Goodbye(Goodbye {
-                reason,
-                message: message.to_owned(),
-            }))));
+            .push_back(Pending::Control(Message::Control(Control::Goodbye(
+                Goodbye {
+                    reason,
+                    message: message.to_owned(),
+                },
+            ))));
     }
 
     fn queue_control(&mut self, m: Message) {

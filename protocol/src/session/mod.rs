@@ -128,9 +128,9 @@ pub fn input_kind(ev: &InputEvent) -> Option<InputKinds> {
         | InputEvent::Button { .. }
         | InputEvent::Scroll { .. } => InputKinds::MOUSE,
         InputEvent::Pen(_) => InputKinds::PEN,
-        InputEvent::Jog { .. } | InputEvent::Shuttle { .. } | InputEvent::ControllerButton { .. } => {
-            InputKinds::JOG_SHUTTLE
-        }
+        InputEvent::Jog { .. }
+        | InputEvent::Shuttle { .. }
+        | InputEvent::ControllerButton { .. } => InputKinds::JOG_SHUTTLE,
         InputEvent::ReleaseAll => return None,
     })
 }

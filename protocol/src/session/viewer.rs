@@ -8,9 +8,9 @@ use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
 use crate::coding::{Decode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
 use crate::input::InputQueue;
 use crate::msg::{
-    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason,
-    Hello, InputEvent, InvalidateReferences, KeyframeReason, KeyframeRequest, Message, Ping,
-    StatsReport, StreamConfig, VideoFragment, Welcome,
+    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
+    InputEvent, InvalidateReferences, KeyframeReason, KeyframeRequest, Message, Ping, StatsReport,
+    StreamConfig, VideoFragment, Welcome,
 };
 use crate::session::PROTOCOL_VERSION;
 use crate::time::{ClockEstimate, ClockEstimator, ClockSample, WireClock};
@@ -271,7 +271,10 @@ impl ViewerSession {
 
     /// Asks for a keyframe.
     pub fn request_keyframe(&mut self, stream_id: u8, reason: KeyframeReason) {
-        self.queue_control(Control::KeyframeRequest(KeyframeRequest { stream_id, reason }));
+        self.queue_control(Control::KeyframeRequest(KeyframeRequest {
+            stream_id,
+            reason,
+        }));
     }
 
     /// Reports lost frames so the encoder can avoid referencing them.
@@ -352,9 +355,12 @@ impl ViewerSession {
             (Channel::Control, Message::Control(Control::Goodbye(g))) => self.on_goodbye(g),
             (Channel::Control, Message::Control(Control::Pong(p))) if established => {
                 let t4 = self.clock.micros(now);
-                if let Some(s) =
-                    ClockSample::from_timestamps(p.viewer_send_us, p.host_recv_us, p.host_send_us, t4)
-                {
+                if let Some(s) = ClockSample::from_timestamps(
+                    p.viewer_send_us,
+                    p.host_recv_us,
+                    p.host_send_us,
+                    t4,
+                ) {
                     self.estimator.add(s);
                     if let Some(e) = self.estimator.estimate() {
                         self.events.push_back(ViewerEvent::Clock(e));
@@ -376,6 +382,12 @@ impl ViewerSession {
             (Channel::Datagram, Message::CursorPosition(p)) if established => {
                 self.events.push_back(ViewerEvent::CursorPosition(p))
             }
+            // Datagrams are not ordered with the control stream: media the host sent right after
+            // its welcome can arrive before it. That is a race, not a violation: drop it.
+            (
+                Channel::Datagram,
+                Message::Video(_) | Message::Audio(_) | Message::CursorPosition(_),
+            ) if !established => {}
             (channel, msg) => {
                 let when = if established {
                     "in an established session"
@@ -417,15 +429,18 @@ impl ViewerSession {
 
     fn queue_goodbye(&mut self, reason: GoodbyeReason, message: &str) {
         self.pending
-            .push_back(Pending::Control(Message::Control(Control::Goodbye(Goodbye {
-                reason,
-                message: message.to_owned(),
-            }))));
+            .push_back(Pending::Control(Message::Control(Control::Goodbye(
+                Goodbye {
+                    reason,
+                    message: message.to_owned(),
+                },
+            ))));
     }
 
     fn queue_control(&mut self, c: Control) {
         if self.is_established() {
-            self.pending.push_back(Pending::Control(Message::Control(c)));
+            self.pending
+                .push_back(Pending::Control(Message::Control(c)));
         }
     }
 

@@ -1,0 +1,559 @@
+//! The host's QUIC endpoint: the only module that touches quinn on the host side.
+//!
+//! One connection per viewer. Each connection runs a [`HostSession`] (sans-IO) in its own task:
+//! reader tasks turn stream bytes and datagrams into [`NetIn`] messages, the session decides, and
+//! this module writes what the session wants written.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use quinn::crypto::rustls::QuicServerConfig;
+use sightline_certs::{
+    host_tls_config, quic_initial_suite, AuthorizedViewerVerifier, AuthorizedViewers, Fingerprint,
+    Identity,
+};
+use sightline_protocol::msg::{Capabilities, InputEvent};
+use sightline_protocol::session::{HostConfig, HostEvent, HostSession, InputOrigin};
+use sightline_protocol::time::WireClock;
+use sightline_protocol::transport::{
+    crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+};
+use sightline_protocol::{Channel, ALPN};
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// Everything the network layer needs.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Host name shown to viewers.
+    pub host_name: String,
+    /// Capabilities offered.
+    pub capabilities: Capabilities,
+    /// Authorized viewers file; re-read on every connection attempt so that authorizing and
+    /// revoking take effect without a restart.
+    pub authorized_path: PathBuf,
+    /// Most sessions at once; further viewers are refused.
+    pub max_sessions: usize,
+    /// How long a connecting viewer may take to finish TLS and say hello.
+    pub handshake_timeout: Duration,
+    /// Session settings (timeouts, limits).
+    pub session: HostConfig,
+}
+
+/// What the network layer reports to the application.
+#[derive(Debug, Clone)]
+pub enum NetEvent {
+    /// The endpoint is listening.
+    Listening {
+        /// Bound address.
+        addr: SocketAddr,
+    },
+    /// A connection attempt failed or was refused.
+    Refused {
+        /// Viewer address.
+        remote: SocketAddr,
+        /// Where it failed.
+        stage: ConnectStage,
+        /// Why, for humans.
+        reason: String,
+        /// The viewer's certificate fingerprint, when it presented one we refused.
+        fingerprint: Option<Fingerprint>,
+    },
+    /// A viewer completed hello.
+    SessionStarted {
+        /// Session id.
+        session_id: u64,
+        /// Viewer address.
+        remote: SocketAddr,
+        /// Name from the authorized-viewers file.
+        authorized_as: String,
+        /// Name the viewer gave in hello.
+        viewer_name: String,
+        /// Viewer certificate fingerprint.
+        fingerprint: Fingerprint,
+        /// Negotiated capabilities.
+        capabilities: Capabilities,
+    },
+    /// Input to inject.
+    Input {
+        /// Session id.
+        session_id: u64,
+        /// The event.
+        event: InputEvent,
+        /// Viewer or safety release.
+        origin: InputOrigin,
+    },
+    /// A session ended.
+    SessionEnded {
+        /// Session id.
+        session_id: u64,
+        /// Viewer address.
+        remote: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Errors that stop the host from serving at all.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The identity or authorized list could not be used.
+    #[error(transparent)]
+    Certs(#[from] sightline_certs::CertError),
+    /// The QUIC configuration was refused (a bug in our TLS setup).
+    #[error("QUIC configuration: {0}")]
+    Config(String),
+    /// The UDP socket could not be bound: port in use or no permission.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running host endpoint.
+#[derive(Debug)]
+pub struct HostEndpoint {
+    endpoint: quinn::Endpoint,
+    verifier: Arc<AuthorizedViewerVerifier>,
+    authorized: Arc<RwLock<AuthorizedViewers>>,
+    cfg: NetConfig,
+}
+
+/// Transport settings shared by the accept path.
+fn transport_config(cfg: &NetConfig) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(cfg.session.idle_timeout + Duration::from_secs(2))
+        .unwrap_or_else(|_| quinn::IdleTimeout::from(quinn::VarInt::from_u32(12_000)));
+    t.max_idle_timeout(Some(idle));
+    t.keep_alive_interval(Some(Duration::from_millis(500)));
+    // Only the viewer opens streams: one control, one input.
+    t.max_concurrent_bidi_streams(2u32.into());
+    t.max_concurrent_uni_streams(2u32.into());
+    t.datagram_receive_buffer_size(Some(1 << 20));
+    t.datagram_send_buffer_size(4 << 20);
+    t
+}
+
+impl HostEndpoint {
+    /// Binds the endpoint with `identity` and the authorized list at `cfg.authorized_path`.
+    pub fn bind(identity: &Identity, cfg: NetConfig) -> Result<Self, NetError> {
+        let authorized = Arc::new(RwLock::new(AuthorizedViewers::load_or_empty(
+            &cfg.authorized_path,
+        )?));
+        let verifier = AuthorizedViewerVerifier::new(authorized.clone());
+        let tls = host_tls_config(identity, verifier.clone(), &[ALPN])?;
+        let quic = QuicServerConfig::with_initial(Arc::new(tls), quic_initial_suite())
+            .map_err(|e| NetError::Config(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+        server.transport_config(Arc::new(transport_config(&cfg)));
+        let endpoint =
+            quinn::Endpoint::server(server, cfg.listen).map_err(|source| NetError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        Ok(HostEndpoint {
+            endpoint,
+            verifier,
+            authorized,
+            cfg,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Accepts viewers until the endpoint is closed, reporting to `events`.
+    pub async fn serve(self, events: mpsc::UnboundedSender<NetEvent>) {
+        if let Ok(addr) = self.local_addr() {
+            let _ = events.send(NetEvent::Listening { addr });
+        }
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        while let Some(incoming) = self.endpoint.accept().await {
+            let remote = incoming.remote_address();
+            if active.load(std::sync::atomic::Ordering::SeqCst) >= self.cfg.max_sessions {
+                let reason = format!("session limit of {} reached", self.cfg.max_sessions);
+                warn!(%remote, %reason, "refusing viewer");
+                let _ = events.send(NetEvent::Refused {
+                    remote,
+                    stage: ConnectStage::Connect,
+                    reason,
+                    fingerprint: None,
+                });
+                incoming.refuse();
+                continue;
+            }
+            self.reload_authorized();
+            let ctx = SessionCtx {
+                verifier: self.verifier.clone(),
+                authorized: self.authorized.clone(),
+                cfg: self.cfg.clone(),
+                events: events.clone(),
+                active: active.clone(),
+            };
+            tokio::spawn(async move { ctx.run(incoming, remote).await });
+        }
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn close(&self) {
+        self.endpoint.close(
+            quinn::VarInt::from_u32(CLOSE_HOST_SHUTDOWN),
+            b"host shutting down",
+        );
+    }
+
+    /// A handle that can close the endpoint from elsewhere.
+    pub fn closer(&self) -> quinn::Endpoint {
+        self.endpoint.clone()
+    }
+
+    fn reload_authorized(&self) {
+        match AuthorizedViewers::load_or_empty(&self.cfg.authorized_path) {
+            Ok(list) => {
+                if let Ok(mut w) = self.authorized.write() {
+                    *w = list;
+                }
+            }
+            Err(e) => warn!(error = %e, "keeping the previous authorized viewers list"),
+        }
+    }
+}
+
+struct SessionCtx {
+    verifier: Arc<AuthorizedViewerVerifier>,
+    authorized: Arc<RwLock<AuthorizedViewers>>,
+    cfg: NetConfig,
+    events: mpsc::UnboundedSender<NetEvent>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What the reader tasks hand to the session task.
+enum NetIn {
+    Stream(Channel, Vec<u8>),
+    Datagram(bytes::Bytes),
+    Lost(String),
+}
+
+impl SessionCtx {
+    fn refuse(
+        &self,
+        remote: SocketAddr,
+        stage: ConnectStage,
+        reason: String,
+        fp: Option<Fingerprint>,
+    ) {
+        warn!(%remote, %stage, %reason, "viewer refused");
+        let _ = self.events.send(NetEvent::Refused {
+            remote,
+            stage,
+            reason,
+            fingerprint: fp,
+        });
+    }
+
+    async fn run(self, incoming: quinn::Incoming, remote: SocketAddr) {
+        let connecting = match incoming.accept() {
+            Ok(c) => c,
+            Err(e) => return self.refuse(remote, ConnectStage::Connect, e.to_string(), None),
+        };
+        let conn = match tokio::time::timeout(self.cfg.handshake_timeout, connecting).await {
+            Err(_) => {
+                return self.refuse(
+                    remote,
+                    ConnectStage::Tls,
+                    "TLS handshake timed out".into(),
+                    None,
+                )
+            }
+            Ok(Err(e)) => {
+                let refusal = self.verifier.take_refusals().pop();
+                let fp = refusal.as_ref().map(|r| r.fingerprint);
+                let reason = match fp {
+                    Some(fp) => format!(
+                        "viewer certificate {fp} is not authorized; to allow it run `certs \
+                         authorize --authorized {} --fingerprint {fp} --name NAME`",
+                        self.cfg.authorized_path.display()
+                    ),
+                    None => explain_handshake_error(&e),
+                };
+                return self.refuse(remote, ConnectStage::Tls, reason, fp);
+            }
+            Ok(Ok(conn)) => conn,
+        };
+        let Some(fingerprint) = peer_fingerprint(&conn) else {
+            conn.close(CLOSE_PROTOCOL_ERROR.into(), b"no viewer certificate");
+            return self.refuse(
+                remote,
+                ConnectStage::Tls,
+                "viewer presented no certificate".into(),
+                None,
+            );
+        };
+        let authorized_as = self
+            .authorized
+            .read()
+            .ok()
+            .and_then(|a| a.lookup(&fingerprint).map(str::to_owned))
+            .unwrap_or_default();
+        let mut session_cfg = self.cfg.session.clone();
+        session_cfg.session_id = random_u64();
+        session_cfg.host_name = self.cfg.host_name.clone();
+        session_cfg.capabilities = self.cfg.capabilities;
+        let session_id = session_cfg.session_id;
+        let span = info_span!("session", id = %format!("{session_id:016x}"), %remote, viewer = %authorized_as);
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let result = self
+            .drive(conn, remote, session_cfg, fingerprint, authorized_as)
+            .instrument(span)
+            .await;
+        self.active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        if let Err((stage, reason)) = result {
+            self.refuse(remote, stage, reason, Some(fingerprint));
+        }
+    }
+
+    async fn drive(
+        &self,
+        conn: quinn::Connection,
+        remote: SocketAddr,
+        session_cfg: HostConfig,
+        fingerprint: Fingerprint,
+        authorized_as: String,
+    ) -> Result<(), (ConnectStage, String)> {
+        info!(%fingerprint, "TLS complete, waiting for the control stream");
+        let deadline = self.cfg.handshake_timeout;
+        let (mut ctl_send, ctl_recv) = match tokio::time::timeout(deadline, conn.accept_bi()).await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err((ConnectStage::Streams, e.to_string())),
+            Err(_) => {
+                conn.close(CLOSE_PROTOCOL_ERROR.into(), b"no control stream");
+                return Err((
+                    ConnectStage::Streams,
+                    "viewer opened no control stream".into(),
+                ));
+            }
+        };
+        let session_id = session_cfg.session_id;
+        let now = Instant::now();
+        let mut session = HostSession::new(session_cfg, now, host_clock(now));
+        let (tx, mut rx) = mpsc::channel::<NetIn>(256);
+        spawn_stream_reader(ctl_recv, Channel::Control, tx.clone());
+        {
+            let conn = conn.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                // Only one input stream is expected; later ones are read too (and their input
+                // is still sequence-checked by the session).
+                while let Ok(recv) = conn.accept_uni().await {
+                    spawn_stream_reader(recv, Channel::Input, tx.clone());
+                }
+            });
+        }
+        {
+            let conn = conn.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match conn.read_datagram().await {
+                        Ok(d) => {
+                            if tx.send(NetIn::Datagram(d)).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(NetIn::Lost(e.to_string())).await;
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        drop(tx);
+
+        let mut started = false;
+        let mut end_reason = String::new();
+        loop {
+            let now = Instant::now();
+            while let Some(t) = session.poll_transmit(now) {
+                match t.channel {
+                    Channel::Control => {
+                        if let Err(e) = ctl_send.write_all(&t.bytes).await {
+                            session.handle_connection_lost(Instant::now(), &e.to_string());
+                        }
+                    }
+                    Channel::Datagram => {
+                        if let Err(e) = conn.send_datagram(t.bytes.into()) {
+                            debug!(error = %e, "datagram not sent");
+                        }
+                    }
+                    Channel::Input => {}
+                }
+            }
+            while let Some(ev) = session.poll_event() {
+                match ev {
+                    HostEvent::Connected {
+                        viewer_name,
+                        version,
+                        capabilities,
+                    } => {
+                        started = true;
+                        info!(%viewer_name, version, ?capabilities, "session started");
+                        let _ = self.events.send(NetEvent::SessionStarted {
+                            session_id,
+                            remote,
+                            authorized_as: authorized_as.clone(),
+                            viewer_name,
+                            fingerprint,
+                            capabilities,
+                        });
+                    }
+                    HostEvent::Input { event, origin } => {
+                        if let InputOrigin::Release(cause) = origin {
+                            info!(?event, ?cause, "releasing held input");
+                        }
+                        let _ = self.events.send(NetEvent::Input {
+                            session_id,
+                            event,
+                            origin,
+                        });
+                    }
+                    HostEvent::KeyframeRequested(k) => debug!(?k, "keyframe requested"),
+                    HostEvent::InvalidateReferences(i) => debug!(?i, "references invalidated"),
+                    HostEvent::Stats(s) => debug!(?s, "viewer stats"),
+                    HostEvent::Closed(reason) => {
+                        end_reason = reason.to_string();
+                        info!(%reason, "session closed");
+                    }
+                }
+            }
+            if session.is_closed() {
+                let _ = ctl_send.finish();
+                // Give the goodbye a moment to reach the viewer before closing.
+                let _ = tokio::time::timeout(Duration::from_millis(200), ctl_send.stopped()).await;
+                conn.close(CLOSE_NORMAL.into(), end_reason.as_bytes());
+                break;
+            }
+            let wake = session
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                msg = rx.recv() => {
+                    let now = Instant::now();
+                    match msg {
+                        Some(NetIn::Stream(ch, bytes)) => session.handle_stream(now, ch, &bytes),
+                        Some(NetIn::Datagram(d)) => session.handle_datagram(now, &d),
+                        Some(NetIn::Lost(why)) => session.handle_connection_lost(now, &why),
+                        None => session.handle_connection_lost(now, "all readers ended"),
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    session.handle_timeout(Instant::now());
+                }
+            }
+        }
+        if !started {
+            return Err((ConnectStage::Hello, end_reason));
+        }
+        let _ = self.events.send(NetEvent::SessionEnded {
+            session_id,
+            remote,
+            reason: end_reason,
+        });
+        Ok(())
+    }
+}
+
+fn spawn_stream_reader(mut recv: quinn::RecvStream, channel: Channel, tx: mpsc::Sender<NetIn>) {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv.read(&mut buf).await {
+                Ok(Some(n)) => {
+                    if tx
+                        .send(NetIn::Stream(channel, buf[..n].to_vec()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    if channel == Channel::Control {
+                        let _ = tx
+                            .send(NetIn::Lost("viewer closed the control stream".into()))
+                            .await;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let _ = tx.send(NetIn::Lost(e.to_string())).await;
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// The host wire clock: microseconds since the Unix epoch, advanced by the monotonic clock so it
+/// never jumps while the agent runs.
+pub fn host_clock(now: Instant) -> WireClock {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    WireClock::new(now, since_epoch.as_micros() as u64)
+}
+
+fn random_u64() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    // SystemRandom only fails when the OS has no entropy source; a zero id is still unique
+    // enough for logs.
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    u64::from_le_bytes(b)
+}
+
+fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    certs.first().map(|c| Fingerprint::of_der(c))
+}
+
+/// Turns a failed handshake into words an operator can act on.
+pub fn explain_handshake_error(e: &quinn::ConnectionError) -> String {
+    match e {
+        quinn::ConnectionError::TransportError(t) => {
+            let code = u64::from(t.code);
+            match crypto_alert(code) {
+                Some(alert) => format!("TLS failed ({}): {}", tls_alert_name(alert), t.reason),
+                None => format!("transport error: {t}"),
+            }
+        }
+        quinn::ConnectionError::ConnectionClosed(c) => {
+            let code = u64::from(c.error_code);
+            match crypto_alert(code) {
+                Some(alert) => format!(
+                    "viewer aborted the TLS handshake with alert {} (it does not trust this \
+                     host's certificate: pin mismatch or unknown host)",
+                    tls_alert_name(alert)
+                ),
+                None => format!("viewer closed the connection: {c}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,8 @@
+//! # Sightline viewer
+//!
+//! Connects to a host agent over QUIC (TLS 1.3, AES-256-GCM, mutual certificates, the host
+//! pinned by fingerprint), runs a [`sightline_protocol::ViewerSession`], and (in later stages)
+//! decodes, presents and sends input. [`net`] is the only module that touches quinn.
+
+pub mod config;
+pub mod net;
