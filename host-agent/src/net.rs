@@ -264,7 +264,19 @@ impl SessionCtx {
     async fn run(self, incoming: quinn::Incoming, remote: SocketAddr) {
         let connecting = match incoming.accept() {
             Ok(c) => c,
-            Err(e) => return self.refuse(remote, ConnectStage::Connect, e.to_string(), None),
+            // The first flight already carries the TLS ClientHello, so ALPN and cipher-suite
+            // refusals can surface here.
+            Err(e) => {
+                let stage = match &e {
+                    quinn::ConnectionError::TransportError(t)
+                        if crypto_alert(u64::from(t.code)).is_some() =>
+                    {
+                        ConnectStage::Tls
+                    }
+                    _ => ConnectStage::Connect,
+                };
+                return self.refuse(remote, stage, explain_handshake_error(&e), None);
+            }
         };
         let conn = match tokio::time::timeout(self.cfg.handshake_timeout, connecting).await {
             Err(_) => {

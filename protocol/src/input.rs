@@ -233,7 +233,7 @@ impl HeldInput {
             out.push(InputEvent::Shuttle { position: 0 });
         }
         let keys = std::mem::take(&mut self.keys);
-        let (mods, plain): (Vec<_>, Vec<_>) = keys.into_values().partition(|k| is_modifier(k));
+        let (mods, plain): (Vec<_>, Vec<_>) = keys.into_values().partition(is_modifier);
         for k in plain.into_iter().chain(mods) {
             out.push(InputEvent::Key(KeyEvent {
                 pressed: false,

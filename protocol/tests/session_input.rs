@@ -451,7 +451,7 @@ fn presses_and_releases_survive_stream_loss_in_order() {
         }
         // Sometimes several events go out together (moves among them coalesce), sometimes
         // they are spread out.
-        if rng.next_u64() % 3 == 0 {
+        if rng.next_u64().is_multiple_of(3) {
             pair.run_for(ms(rng.next_u64() % 8));
         }
     }

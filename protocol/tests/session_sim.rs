@@ -364,6 +364,26 @@ fn clock_offset_error_on_an_asymmetric_path_is_half_the_asymmetry_and_bounded() 
     }
 }
 
+#[test]
+fn min_rtt_filter_rejects_one_sided_queueing() {
+    // 10 ms up; 10..30 ms down (queueing on the downlink only). Averaging every sample would be
+    // 5 ms off; the min-RTT filter keeps the samples whose downlink was fast.
+    for seed in 1..=5u64 {
+        let down = LinkConfig {
+            delay: ms(20),
+            jitter: ms(10),
+            loss: 0.0,
+        };
+        let (est, err) = run_clock(clock_cfg(seed, LinkConfig::fixed(ms(10)), down), 60);
+        assert!(err.abs() < 1_000, "seed {seed}: error {err}, {est:?}");
+        assert!(est.uncertainty_us >= err.unsigned_abs());
+        assert!(
+            (20_000..21_000).contains(&est.min_rtt_us),
+            "seed {seed}: {est:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 8. Malformed input
 // ---------------------------------------------------------------------------------------------
@@ -546,6 +566,31 @@ fn garbage_datagram_to_the_viewer_closes_it_with_a_violation() {
             ..
         }]
     ));
+}
+
+#[test]
+fn stream_bytes_to_the_viewer_off_the_control_stream_are_a_violation() {
+    let mut pair = connected_pair(PairConfig::default());
+    let now = pair.now;
+    let bytes = framed(&Message::Input(InputMessage {
+        seq: 1,
+        viewer_time_us: 0,
+        event: key(0x04, 0x61, true),
+    }));
+    pair.viewer.handle_stream(now, Channel::Input, &bytes);
+    pair.run_for(ms(20));
+    match viewer_closed(&pair).as_slice() {
+        [CloseReason::ProtocolViolation(m)] => assert!(m.contains("Input"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // Like every violation, it is explained to the peer.
+    match host_closed(&pair).as_slice() {
+        [CloseReason::PeerGoodbye {
+            reason: GoodbyeReason::ProtocolError,
+            message,
+        }] => assert!(message.contains("Input"), "{message}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -1,1 +1,154 @@
-//! End-to-end test helpers.
+//! Helpers for end-to-end tests: identities in a temporary directory and a host endpoint on a
+//! loopback port, with its events collected.
+
+pub mod relay;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sightline_certs::{AuthorizedViewers, Identity, KnownHosts, Role, TrustPolicy};
+use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
+use sightline_protocol::msg::Capabilities;
+use sightline_protocol::session::{HostConfig, ViewerConfig};
+use sightline_viewer::config::HostAddr;
+use sightline_viewer::net::ConnectOptions;
+use tokio::sync::mpsc;
+
+/// A host identity, two viewer identities (one authorized) and the files that tie them.
+#[derive(Debug)]
+pub struct Pki {
+    /// Keeps the files alive.
+    pub dir: tempfile::TempDir,
+    /// The host.
+    pub host: Identity,
+    /// An authorized viewer.
+    pub viewer: Identity,
+    /// A viewer nobody authorized.
+    pub stranger: Identity,
+    /// The host's authorized-viewers file.
+    pub authorized: PathBuf,
+}
+
+impl Pki {
+    /// Generates everything.
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let host = Identity::generate(Role::Host, "test-host").expect("host identity");
+        let viewer = Identity::generate(Role::Viewer, "alice").expect("viewer identity");
+        let stranger = Identity::generate(Role::Viewer, "mallory").expect("viewer identity");
+        let authorized = dir.path().join("authorized_viewers");
+        let mut list = AuthorizedViewers::load_or_empty(&authorized).expect("empty list");
+        list.authorize(viewer.fingerprint(), "alice");
+        list.save(&authorized).expect("save authorized list");
+        Pki {
+            dir,
+            host,
+            viewer,
+            stranger,
+            authorized,
+        }
+    }
+
+    /// A known-hosts file (new path each call) pinning `addr` to `identity`.
+    pub fn known_hosts(&self, name: &str, addr: SocketAddr, identity: &Identity) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let mut k = KnownHosts::load_or_empty(&path).expect("known hosts");
+        k.pin(&pin_key(addr), identity.fingerprint());
+        k.save(&path).expect("save known hosts");
+        path
+    }
+
+    /// Options for `identity` connecting to `addr` with `known_hosts`.
+    pub fn connect_options(
+        &self,
+        addr: SocketAddr,
+        identity: &Identity,
+        known_hosts: PathBuf,
+        trust: TrustPolicy,
+    ) -> ConnectOptions {
+        ConnectOptions {
+            host: HostAddr {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            },
+            identity: identity.clone(),
+            known_hosts,
+            trust,
+            session: ViewerConfig {
+                name: "test-viewer".into(),
+                ..ViewerConfig::default()
+            },
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The known-hosts key the viewer uses for `addr`.
+pub fn pin_key(addr: SocketAddr) -> String {
+    HostAddr {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+    .pin_key()
+}
+
+/// A host endpoint serving on 127.0.0.1 with an ephemeral port.
+#[derive(Debug)]
+pub struct TestHost {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it reported.
+    pub events: mpsc::UnboundedReceiver<NetEvent>,
+    closer: quinn::Endpoint,
+}
+
+impl TestHost {
+    /// Starts serving with `pki`'s host identity; `capabilities` are offered to viewers.
+    pub fn start(pki: &Pki, capabilities: Capabilities) -> TestHost {
+        let cfg = NetConfig {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            host_name: "test-host".into(),
+            capabilities,
+            authorized_path: pki.authorized.clone(),
+            max_sessions: 8,
+            handshake_timeout: Duration::from_secs(5),
+            session: HostConfig::default(),
+        };
+        let endpoint = HostEndpoint::bind(&pki.host, cfg).expect("bind host endpoint");
+        let addr = endpoint.local_addr().expect("local addr");
+        let closer = endpoint.closer();
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(endpoint.serve(tx));
+        TestHost {
+            addr,
+            events,
+            closer,
+        }
+    }
+
+    /// Waits (up to 10 s) for an event that `pred` accepts, skipping others.
+    pub async fn wait_for(&mut self, mut pred: impl FnMut(&NetEvent) -> bool) -> NetEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(ev)) if pred(&ev) => return ev,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("host event channel closed"),
+                Err(_) => panic!("timed out waiting for a host event"),
+            }
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.closer.close(0u32.into(), b"test over");
+    }
+}

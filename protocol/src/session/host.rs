@@ -379,6 +379,7 @@ impl HostSession {
                 }
                 Control::Stats(s) => self.events.push_back(HostEvent::Stats(s)),
                 Control::Goodbye(g) => {
+                    self.release_held(ReleaseCause::SessionEnded);
                     self.close(CloseReason::PeerGoodbye {
                         reason: g.reason,
                         message: g.message,

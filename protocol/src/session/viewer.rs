@@ -189,7 +189,7 @@ impl ViewerSession {
         }
         self.last_heard = now;
         if channel != Channel::Control {
-            return self.close(CloseReason::ProtocolViolation(format!(
+            return self.fail(CloseReason::ProtocolViolation(format!(
                 "host sent stream bytes on the {channel:?} channel"
             )));
         }
