@@ -68,7 +68,9 @@
 //!
 //! Any message that does not decode, or arrives on the wrong channel or in the wrong state,
 //! closes that session with [`crate::session::CloseReason::ProtocolViolation`] and a goodbye that
-//! says why. Nothing from the network can panic the process, and one bad session never affects
+//! says why. One exception is a race, not a violation: media datagrams the host sends right after
+//! accepting hello can overtake the welcome on the control stream, so the viewer silently drops
+//! media datagrams that arrive before the welcome. Nothing from the network can panic the process, and one bad session never affects
 //! another. Frames larger than the configured limit are refused as soon as their length is read,
 //! before anything is buffered.
 //!

@@ -92,7 +92,8 @@ fn framed(msg: &Message) -> Vec<u8> {
 
 #[test]
 fn handshake_negotiates_version_capabilities_and_identity() {
-    // Host offers less than the viewer in every field; the two overlap only partly.
+    // The host offers less than the viewer (which has every depth, chroma and layout); codecs and
+    // input kinds overlap only partly, so the intersection differs from both sides.
     let host_caps = Capabilities {
         video_codecs: VideoCodecs::H264.union(VideoCodecs::HEVC),
         bit_depths: BitDepths::EIGHT,

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the system packages Sightline needs to build and test on Debian 12 (run as root).
+# Idempotent: only calls apt-get when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential   # cc/c++ for ring and libfuzzer
+  pkg-config
+  nasm              # openh264's assembly (2.5-3x faster encoding)
+  ca-certificates
+  curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "deps: no Rust toolchain found; installing stable Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy -c rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up and runs Sightline on this machine: builds the binaries, creates a host and a viewer
+# identity under ./local (once), authorizes the viewer and pins the host, starts host-agent on
+# 127.0.0.1 and connects the viewer to it.
+# Usage (Debian 12, as root): bash scripts/run-local.sh [viewer options, e.g. --pings 20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source scripts/deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sightline-target}"
+
+PORT="${SIGHTLINE_PORT:-4433}"
+STATE="${SIGHTLINE_LOCAL_DIR:-$PWD/local}"
+
+echo "building (release)..."
+cargo build --release --locked -p sightline-certs -p sightline-host-agent -p sightline-viewer
+BIN="$CARGO_TARGET_DIR/release"
+
+mkdir -p "$STATE"
+if [ ! -f "$STATE/host/cert.pem" ]; then
+  "$BIN/certs" create --role host --dir "$STATE/host" --name "$(hostname)"
+fi
+if [ ! -f "$STATE/viewer/cert.pem" ]; then
+  "$BIN/certs" create --role viewer --dir "$STATE/viewer" --name "$(whoami)@$(hostname)"
+fi
+"$BIN/certs" authorize --authorized "$STATE/authorized_viewers" --identity "$STATE/viewer" >/dev/null
+"$BIN/certs" pin --known-hosts "$STATE/known_hosts" --host "127.0.0.1:$PORT" --identity "$STATE/host" >/dev/null
+
+"$BIN/host-agent" --listen "127.0.0.1:$PORT" --identity "$STATE/host" \
+  --authorized "$STATE/authorized_viewers" >"$STATE/host-agent.log" 2>&1 &
+HOST_PID=$!
+trap 'kill $HOST_PID 2>/dev/null || true; wait $HOST_PID 2>/dev/null || true' EXIT
+# Wait until the host is listening.
+for _ in $(seq 1 50); do
+  grep -q "listening on" "$STATE/host-agent.log" 2>/dev/null && break
+  kill -0 $HOST_PID 2>/dev/null || { cat "$STATE/host-agent.log"; exit 1; }
+  sleep 0.1
+done
+echo "host-agent running (log: $STATE/host-agent.log)"
+
+"$BIN/viewer" "127.0.0.1:$PORT" --identity "$STATE/viewer" --known-hosts "$STATE/known_hosts" "$@"
