@@ -9,6 +9,13 @@ PACKAGES=(
   nasm              # openh264's assembly (2.5-3x faster encoding)
   ca-certificates
   curl
+  xvfb              # X server for capture, injection and viewer-window tests
+  x11-apps          # xwd: screenshots of the viewer window
+  x11-utils         # xdpyinfo: waiting for Xvfb
+  imagemagick       # convert: screenshot to PNG
+  mesa-vulkan-drivers libvulkan1   # lavapipe: wgpu on a machine without a GPU
+  libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6   # winit on X11
+  ffmpeg            # checks that recorded streams decode with an independent decoder
 )
 
 missing=()

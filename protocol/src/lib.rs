@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod coding;
+pub mod colour;
 pub mod design;
 pub mod input;
 pub mod msg;

@@ -327,6 +327,16 @@ fn finite_f32() -> impl Strategy<Value = f32> {
     ]
 }
 
+/// A tilt within ±90°, the limits themselves often.
+fn tilt() -> impl Strategy<Value = i16> {
+    prop_oneof![
+        1 => Just(-MAX_TILT),
+        1 => Just(MAX_TILT),
+        1 => Just(0i16),
+        6 => -MAX_TILT..=MAX_TILT,
+    ]
+}
+
 fn pen_event() -> impl Strategy<Value = PenEvent> {
     (
         (
@@ -336,9 +346,13 @@ fn pen_event() -> impl Strategy<Value = PenEvent> {
             any::<u16>(),
         ),
         (
-            -MAX_TILT..=MAX_TILT,
-            -MAX_TILT..=MAX_TILT,
-            0..ROTATION_RANGE,
+            tilt(),
+            tilt(),
+            prop_oneof![
+                1 => Just(0u16),
+                1 => Just(ROTATION_RANGE - 1),
+                6 => 0..ROTATION_RANGE,
+            ],
             any::<u8>(),
             one_of(PenContact::ALL),
         ),
@@ -775,6 +789,17 @@ fn examples() -> Vec<Message> {
             buttons: PenButtons::BARREL2,
             contact: PenContact::Contact,
         }),
+        InputEvent::Pen(PenEvent {
+            tool: PenTool::Pen,
+            x: -0.0,
+            y: f32::MAX,
+            pressure: 0,
+            tilt_x: MAX_TILT,
+            tilt_y: -MAX_TILT,
+            rotation: 0,
+            buttons: PenButtons::EMPTY,
+            contact: PenContact::Leave,
+        }),
         InputEvent::Jog { delta: -3 },
         InputEvent::Shuttle {
             position: -SHUTTLE_MAX,
@@ -818,6 +843,49 @@ fn examples_back_to_back_in_one_stream() {
     }
     for chunk in [1, 2, 3, 5, 7, 13, 64, 1000, stream.len()] {
         assert_eq!(read_chunked(&stream, &[chunk]), msgs, "chunk size {chunk}");
+    }
+}
+
+#[test]
+fn long_stream_through_one_reader() {
+    // Several hundred KiB through one reader, so that it compacts its buffer (it does past
+    // 64 KiB consumed) while frames straddle chunk boundaries.
+    let msgs: Vec<Message> = (0..300u32)
+        .map(|i| {
+            if i % 3 == 0 {
+                Message::CursorPosition(CursorPosition {
+                    id: i,
+                    x: i as i32,
+                    y: -(i as i32),
+                    visible: i % 2 == 0,
+                })
+            } else {
+                Message::Video(VideoFragment {
+                    stream_id: 0,
+                    frame: i,
+                    keyframe: false,
+                    fragment_index: 0,
+                    fragment_count: 1,
+                    times: None,
+                    payload: (0..(i as usize * 37) % 4000)
+                        .map(|b| (b ^ i as usize) as u8)
+                        .collect(),
+                })
+            }
+        })
+        .collect();
+    let mut stream = Vec::new();
+    for m in &msgs {
+        encode_frame(m, &mut stream);
+    }
+    assert!(stream.len() > 3 * 64 * 1024);
+    for chunks in [
+        &[1usize, 7, 100, 4096, 3, 65_536][..],
+        &[999],
+        &[70_000],
+        &[usize::MAX],
+    ] {
+        assert_eq!(read_chunked(&stream, chunks), msgs, "chunks {chunks:?}");
     }
 }
 

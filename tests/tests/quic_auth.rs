@@ -23,7 +23,10 @@ async fn wait_clock(conn: &mut ViewerConnection, n: usize) {
     while seen < n {
         match tokio::time::timeout_at(deadline, conn.next_event()).await {
             Ok(Some(ViewerEvent::Clock(c))) => {
-                assert!(c.min_rtt_us < 1_000_000, "loopback RTT should be tiny: {c:?}");
+                assert!(
+                    c.min_rtt_us < 1_000_000,
+                    "loopback RTT should be tiny: {c:?}"
+                );
                 seen += 1;
             }
             Ok(Some(ViewerEvent::Closed(r))) => panic!("session closed: {r}"),
@@ -119,7 +122,10 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
     assert_eq!(err.stage(), ConnectStage::Tls, "{err}");
     let msg = err.to_string();
     assert!(matches!(err, ConnectError::NotAuthorized { .. }), "{msg}");
-    assert!(msg.contains(&pki.stranger.fingerprint().to_string()), "{msg}");
+    assert!(
+        msg.contains(&pki.stranger.fingerprint().to_string()),
+        "{msg}"
+    );
     let (reason, fp) = expect_refused(&mut host, ConnectStage::Tls).await;
     assert_eq!(fp, Some(pki.stranger.fingerprint().to_string()));
     assert!(reason.contains("not authorized"), "{reason}");
@@ -185,7 +191,12 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
     );
 
     // 6. Protocol revision mismatch: refused at hello, both ranges named.
-    let mut opts = pki.connect_options(host.addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly);
+    let mut opts = pki.connect_options(
+        host.addr,
+        &pki.viewer,
+        known.clone(),
+        TrustPolicy::PinnedOnly,
+    );
     opts.session.min_version = 7;
     opts.session.max_version = 9;
     let err = connect(opts).await.expect_err("version mismatch");
@@ -203,7 +214,10 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
         other => panic!("expected a version mismatch, got {other}"),
     }
     let (reason, _) = expect_refused(&mut host, ConnectStage::Hello).await;
-    assert!(reason.contains("7..=9") && reason.contains("1..=1"), "{reason}");
+    assert!(
+        reason.contains("7..=9") && reason.contains("1..=1"),
+        "{reason}"
+    );
 
     // The authorized viewer was served all along and still is.
     wait_clock(&mut good, 2).await;
@@ -235,8 +249,14 @@ async fn viewer_refuses_a_host_whose_key_does_not_match_the_pin() {
     .expect_err("pin mismatch must be refused");
     assert_eq!(err.stage(), ConnectStage::Tls, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&impostor.fingerprint().to_string()), "pinned missing: {msg}");
-    assert!(msg.contains(&pki.host.fingerprint().to_string()), "presented missing: {msg}");
+    assert!(
+        msg.contains(&impostor.fingerprint().to_string()),
+        "pinned missing: {msg}"
+    );
+    assert!(
+        msg.contains(&pki.host.fingerprint().to_string()),
+        "presented missing: {msg}"
+    );
     match &err {
         ConnectError::HostKey(rejected) => assert!(matches!(
             rejected.outcome,
@@ -255,18 +275,38 @@ async fn unknown_host_needs_a_pin_or_trust_on_first_use() {
     let host = TestHost::start(&pki, Capabilities::default());
     let known = pki.dir.path().join("empty_known_hosts");
 
-    let err = connect(pki.connect_options(host.addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly))
-        .await
-        .expect_err("unknown host must be refused without TOFU");
-    assert!(matches!(&err, ConnectError::HostKey(r) if matches!(r.outcome, PinOutcome::Unknown { .. })), "{err}");
-    assert!(err.to_string().contains(&pki.host.fingerprint().to_string()), "{err}");
+    let err = connect(pki.connect_options(
+        host.addr,
+        &pki.viewer,
+        known.clone(),
+        TrustPolicy::PinnedOnly,
+    ))
+    .await
+    .expect_err("unknown host must be refused without TOFU");
+    assert!(
+        matches!(&err, ConnectError::HostKey(r) if matches!(r.outcome, PinOutcome::Unknown { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&pki.host.fingerprint().to_string()),
+        "{err}"
+    );
 
-    let conn = connect(pki.connect_options(host.addr, &pki.viewer, known.clone(), TrustPolicy::TrustOnFirstUse))
-        .await
-        .expect("TOFU connects");
+    let conn = connect(pki.connect_options(
+        host.addr,
+        &pki.viewer,
+        known.clone(),
+        TrustPolicy::TrustOnFirstUse,
+    ))
+    .await
+    .expect("TOFU connects");
     conn.close("bye").await;
     let pinned = std::fs::read_to_string(&known).expect("TOFU wrote the known hosts");
-    assert!(pinned.contains(&pki.host.fingerprint().to_string()), "{pinned}");
+    assert!(
+        pinned.contains(&pki.host.fingerprint().to_string()),
+        "{pinned}"
+    );
 
     // Now pinned: a strict viewer connects.
     let conn = connect(pki.connect_options(host.addr, &pki.viewer, known, TrustPolicy::PinnedOnly))
@@ -294,6 +334,8 @@ async fn authorizing_and_revoking_take_effect_on_the_next_connection() {
     let mut list = sightline_certs::AuthorizedViewers::load(&pki.authorized).unwrap();
     assert!(list.revoke(&pki.stranger.fingerprint()));
     list.save(&pki.authorized).unwrap();
-    let err = connect(opts()).await.expect_err("revoked viewer is refused");
+    let err = connect(opts())
+        .await
+        .expect_err("revoked viewer is refused");
     assert!(matches!(err, ConnectError::NotAuthorized { .. }), "{err}");
 }

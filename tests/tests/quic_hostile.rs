@@ -65,22 +65,27 @@ async fn garbage_and_oversized_messages_close_only_their_own_session() {
     let pki = Pki::new();
     let mut host = TestHost::start(&pki, Capabilities::default());
     let known = pki.known_hosts("known_hosts", host.addr, &pki.host);
-    let mut good = connect(pki.connect_options(host.addr, &pki.viewer, known, TrustPolicy::PinnedOnly))
-        .await
-        .unwrap();
-    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. })).await;
+    let mut good =
+        connect(pki.connect_options(host.addr, &pki.viewer, known, TrustPolicy::PinnedOnly))
+            .await
+            .unwrap();
+    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. }))
+        .await;
 
     // Garbage instead of hello.
     let conn = raw_connection(&pki, host.addr).await;
     let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&[5, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x01]).await.unwrap();
+    send.write_all(&[5, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x01])
+        .await
+        .unwrap();
     expect_violation(&mut host, "unknown message tag 222").await;
 
     // A frame announcing 512 MiB: refused from the header alone.
     let conn2 = raw_connection(&pki, host.addr).await;
     let (mut send, _recv) = conn2.open_bi().await.unwrap();
     send.write_all(&hello_frame()).await.unwrap();
-    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. })).await;
+    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. }))
+        .await;
     send.write_all(&(512u32 << 20).to_le_bytes()).await.unwrap();
     send.write_all(&[0u8; 100]).await.unwrap();
     expect_violation(&mut host, "exceeds the limit").await;
@@ -89,16 +94,20 @@ async fn garbage_and_oversized_messages_close_only_their_own_session() {
     let conn3 = raw_connection(&pki, host.addr).await;
     let (mut send, _recv) = conn3.open_bi().await.unwrap();
     send.write_all(&hello_frame()).await.unwrap();
-    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. })).await;
+    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. }))
+        .await;
     let mut uni = conn3.open_uni().await.unwrap();
-    uni.write_all(&[9, 0, 0, 0, 4, 1, 2, 3, 4, 5, 6, 7, 8]).await.unwrap();
+    uni.write_all(&[9, 0, 0, 0, 4, 1, 2, 3, 4, 5, 6, 7, 8])
+        .await
+        .unwrap();
     expect_violation(&mut host, "Input").await;
 
     // A datagram of noise.
     let conn4 = raw_connection(&pki, host.addr).await;
     let (mut send, _recv) = conn4.open_bi().await.unwrap();
     send.write_all(&hello_frame()).await.unwrap();
-    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. })).await;
+    host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. }))
+        .await;
     conn4.send_datagram(vec![0xff; 40].into()).unwrap();
     expect_violation(&mut host, "datagram").await;
 
@@ -106,7 +115,10 @@ async fn garbage_and_oversized_messages_close_only_their_own_session() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let mut clocks = 0;
     while clocks < 3 {
-        match tokio::time::timeout_at(deadline, good.next_event()).await.unwrap() {
+        match tokio::time::timeout_at(deadline, good.next_event())
+            .await
+            .unwrap()
+        {
             Some(ViewerEvent::Clock(_)) => clocks += 1,
             Some(ViewerEvent::Closed(r)) => panic!("good session closed: {r}"),
             _ => {}
@@ -173,8 +185,14 @@ fn check_releases(rel: &[(InputEvent, ReleaseCause)], cause: ReleaseCause) {
         button: MouseButton::LEFT,
         pressed: false
     }));
-    let a = events.iter().position(|e| *e == key(0x04, 0x41, false)).expect("A released");
-    let shift = events.iter().position(|e| *e == key(0xE1, 0xFFE1, false)).expect("shift released");
+    let a = events
+        .iter()
+        .position(|e| *e == key(0x04, 0x41, false))
+        .expect("A released");
+    let shift = events
+        .iter()
+        .position(|e| *e == key(0xE1, 0xFFE1, false))
+        .expect("shift released");
     assert!(a < shift, "modifier released last: {events:?}");
 }
 
@@ -189,9 +207,14 @@ async fn viewer_that_vanishes_mid_keypress_has_everything_released() {
     let known = pki.known_hosts("known_hosts", host.addr, &pki.host);
 
     // Case 1: the connection is torn down (process crash with a close, or network error).
-    let conn = connect(pki.connect_options(host.addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly))
-        .await
-        .unwrap();
+    let conn = connect(pki.connect_options(
+        host.addr,
+        &pki.viewer,
+        known.clone(),
+        TrustPolicy::PinnedOnly,
+    ))
+    .await
+    .unwrap();
     assert_eq!(conn.welcome.capabilities.input_kinds, caps.input_kinds);
     press_keys_and_button(&conn, &mut host).await;
     conn.abort();
@@ -201,11 +224,19 @@ async fn viewer_that_vanishes_mid_keypress_has_everything_released() {
     // Case 2: the path goes dead without any close (cable pulled, laptop lid shut): the host
     // releases after one second of silence, long before the session times out.
     let relay = Relay::start(host.addr).await.unwrap();
-    let mut opts = pki.connect_options(relay.addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly);
+    let mut opts = pki.connect_options(
+        relay.addr,
+        &pki.viewer,
+        known.clone(),
+        TrustPolicy::PinnedOnly,
+    );
     opts.host.host = "127.0.0.1".into();
     // Pin the relay's address to the same host key.
     let mut k = sightline_certs::KnownHosts::load_or_empty(&known).unwrap();
-    k.pin(&sightline_tests::pin_key(relay.addr), pki.host.fingerprint());
+    k.pin(
+        &sightline_tests::pin_key(relay.addr),
+        pki.host.fingerprint(),
+    );
     k.save(&known).unwrap();
     let conn = connect(opts).await.unwrap();
     press_keys_and_button(&conn, &mut host).await;
@@ -213,7 +244,11 @@ async fn viewer_that_vanishes_mid_keypress_has_everything_released() {
     let cut = Instant::now();
     let rel = collect_releases(&mut host, 3).await;
     let after = cut.elapsed();
-    println!("released {} held inputs {:.0} ms after the path went dead", rel.len(), after.as_secs_f64() * 1e3);
+    println!(
+        "released {} held inputs {:.0} ms after the path went dead",
+        rel.len(),
+        after.as_secs_f64() * 1e3
+    );
     check_releases(&rel, ReleaseCause::ViewerSilent);
     assert!(after < Duration::from_secs(3), "release took {after:?}");
     assert!(relay.dropped() > 0);

@@ -5,4 +5,5 @@
 //! decodes, presents and sends input. [`net`] is the only module that touches quinn.
 
 pub mod config;
+pub mod frame;
 pub mod net;

@@ -1,0 +1,463 @@
+//! The embedded default source: a deterministic desktop-like test picture.
+//!
+//! Every frame is a pure function of its sequence number and size, so a test can regenerate
+//! exactly what the host sent. The picture holds:
+//! * a barcode block at the top left: four rows of 32 cells — the frame counter, its bitwise
+//!   complement (to validate a read), and the frame's media time in µs (high and low 32 bits);
+//! * 75 % colour bars (white, yellow, cyan, green, magenta, red, blue, black);
+//! * a full-width grey ramp;
+//! * a text-like area of glyph rows scrolling up by 2 px per frame;
+//! * a box bouncing in the lower right.
+//!
+//! Only the parts that move are redrawn, and the damage says which.
+
+use std::time::{Duration, Instant};
+
+use super::{CaptureError, CaptureOutcome, CapturedFrame, FrameSource, PixelFormat, Rect};
+
+/// Cells per barcode row.
+pub const BARCODE_BITS: u32 = 32;
+/// Barcode rows: counter, !counter, time high, time low.
+pub const BARCODE_ROWS: u32 = 4;
+
+/// 75 % colour bars as (R, G, B), left to right.
+pub const BARS: [(u8, u8, u8); 8] = [
+    (191, 191, 191),
+    (191, 191, 0),
+    (0, 191, 191),
+    (0, 191, 0),
+    (191, 0, 191),
+    (191, 0, 0),
+    (0, 0, 191),
+    (0, 0, 0),
+];
+
+/// Where everything is for a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Barcode cell side in pixels.
+    pub cell: u32,
+    /// Colour bars.
+    pub bars: Rect,
+    /// Grey ramp.
+    pub ramp: Rect,
+    /// Scrolling text area.
+    pub text: Rect,
+    /// Area the box bounces in.
+    pub arena: Rect,
+    /// Box side.
+    pub box_side: u32,
+}
+
+impl Layout {
+    /// The layout for `width × height` (at least 64 × 64).
+    pub fn new(width: u32, height: u32) -> Layout {
+        let cell = (width / BARCODE_BITS).clamp(2, 16);
+        let top = cell * BARCODE_ROWS;
+        let band = (height.saturating_sub(top) / 8).max(4);
+        let bars = Rect {
+            x: 0,
+            y: top,
+            w: width,
+            h: band,
+        };
+        let ramp = Rect {
+            x: 0,
+            y: top + band,
+            w: width,
+            h: band,
+        };
+        let lower_y = top + 2 * band;
+        let lower_h = height.saturating_sub(lower_y);
+        let text_w = width * 2 / 3;
+        Layout {
+            width,
+            height,
+            cell,
+            bars,
+            ramp,
+            text: Rect {
+                x: 0,
+                y: lower_y,
+                w: text_w,
+                h: lower_h,
+            },
+            arena: Rect {
+                x: text_w,
+                y: lower_y,
+                w: width - text_w,
+                h: lower_h,
+            },
+            box_side: ((width - text_w).min(lower_h) / 4).max(4),
+        }
+    }
+
+    /// The barcode block.
+    pub fn barcode(&self) -> Rect {
+        Rect {
+            x: 0,
+            y: 0,
+            w: self.cell * BARCODE_BITS,
+            h: self.cell * BARCODE_ROWS,
+        }
+    }
+
+    /// The bouncing box's rectangle in frame `seq`.
+    pub fn box_at(&self, seq: u64) -> Rect {
+        let a = self.arena;
+        let span_x = a.w.saturating_sub(self.box_side).max(1) as u64;
+        let span_y = a.h.saturating_sub(self.box_side).max(1) as u64;
+        let bounce = |t: u64, span: u64| {
+            let p = t % (2 * span);
+            if p < span {
+                p
+            } else {
+                2 * span - p
+            }
+        };
+        Rect {
+            x: a.x + bounce(seq * 7, span_x) as u32,
+            y: a.y + bounce(seq * 5, span_y) as u32,
+            w: self.box_side,
+            h: self.box_side,
+        }
+    }
+}
+
+/// Media time of frame `seq` at `fps` in µs.
+pub fn media_time_us(seq: u64, fps: u32) -> u64 {
+    seq * 1_000_000 / fps.max(1) as u64
+}
+
+fn put(data: &mut [u8], stride: usize, x: u32, y: u32, rgb: (u8, u8, u8)) {
+    let i = y as usize * stride + x as usize * 4;
+    data[i] = rgb.2;
+    data[i + 1] = rgb.1;
+    data[i + 2] = rgb.0;
+    data[i + 3] = 0xFF;
+}
+
+fn fill(data: &mut [u8], stride: usize, r: Rect, rgb: (u8, u8, u8)) {
+    let px = [rgb.2, rgb.1, rgb.0, 0xFF];
+    for y in r.y..r.y + r.h {
+        let row = &mut data[y as usize * stride + r.x as usize * 4..][..r.w as usize * 4];
+        for p in row.chunks_exact_mut(4) {
+            p.copy_from_slice(&px);
+        }
+    }
+}
+
+/// A deterministic hash for glyph shapes.
+fn hash(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+const BG: (u8, u8, u8) = (30, 32, 38);
+const FG: (u8, u8, u8) = (220, 220, 210);
+
+/// Draws the parts that never move.
+pub fn render_static(l: &Layout, data: &mut [u8], stride: usize) {
+    fill(
+        data,
+        stride,
+        Rect {
+            x: 0,
+            y: 0,
+            w: l.width,
+            h: l.height,
+        },
+        BG,
+    );
+    let bw = l.bars.w / 8;
+    for (i, c) in BARS.iter().enumerate() {
+        let x = i as u32 * bw;
+        let w = if i == 7 { l.bars.w - x } else { bw };
+        fill(
+            data,
+            stride,
+            Rect {
+                x,
+                y: l.bars.y,
+                w,
+                h: l.bars.h,
+            },
+            *c,
+        );
+    }
+    for x in 0..l.width {
+        let v = (x as u64 * 255 / (l.width.max(2) - 1) as u64) as u8;
+        for y in l.ramp.y..l.ramp.y + l.ramp.h {
+            put(data, stride, x, y, (v, v, v));
+        }
+    }
+}
+
+/// Draws the moving parts of frame `seq` and returns what changed since frame `seq − 1`.
+pub fn render_dynamic(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: usize) -> Vec<Rect> {
+    // Barcode.
+    let t = media_time_us(seq, fps);
+    let rows = [seq as u32, !(seq as u32), (t >> 32) as u32, t as u32];
+    for (row, value) in rows.iter().enumerate() {
+        for bit in 0..BARCODE_BITS {
+            let on = value >> (BARCODE_BITS - 1 - bit) & 1 == 1;
+            fill(
+                data,
+                stride,
+                Rect {
+                    x: bit * l.cell,
+                    y: row as u32 * l.cell,
+                    w: l.cell,
+                    h: l.cell,
+                },
+                if on { (235, 235, 235) } else { (16, 16, 16) },
+            );
+        }
+    }
+    // Text-like rows scrolling up 2 px per frame: line k sits at y = k * line_h − scroll.
+    let line_h = 18u32;
+    let glyph_w = 9u32;
+    // The glyph pattern repeats every 100,000 lines, which keeps the arithmetic in range.
+    let scroll = ((seq * 2) % (line_h as u64 * 100_000)) as u32;
+    let a = l.text;
+    fill(data, stride, a, BG);
+    let first_line = scroll / line_h;
+    let last_line = (scroll + a.h) / line_h + 1;
+    for k in first_line..=last_line {
+        let top = (k * line_h) as i64 - scroll as i64;
+        let h = hash(k as u64);
+        let indent = (h % 6) as u32 * glyph_w * 2;
+        let len = 20 + (h >> 8) % 60;
+        for g in 0..len as u32 {
+            let gh = hash(((k as u64) << 20) ^ g as u64);
+            if gh % 7 == 0 {
+                continue; // a space
+            }
+            let x = a.x + 8 + indent + g * glyph_w;
+            if x + glyph_w > a.x + a.w {
+                break;
+            }
+            // A glyph: a 7×12 pattern of strokes from the hash.
+            for gy in 0..12u32 {
+                let y = top + 3 + gy as i64;
+                if y < a.y as i64 || y >= (a.y + a.h) as i64 {
+                    continue;
+                }
+                let bits = (gh >> (gy % 8 * 7)) as u32;
+                for gx in 0..7u32 {
+                    let on = (gy == 0 && gh & 1 == 1)
+                        || (gx == 0 && gh & 2 == 2)
+                        || bits >> gx & 1 == 1;
+                    if on {
+                        put(data, stride, x + gx, y as u32, FG);
+                    }
+                }
+            }
+        }
+    }
+    // Bouncing box: clear the previous position, draw the new one.
+    fill(data, stride, l.arena, BG);
+    let b = l.box_at(seq);
+    let hue = (seq % 360) as f32;
+    let (r, g, bl) = hsv(hue);
+    fill(data, stride, b, (r, g, bl));
+    vec![l.barcode(), a, l.arena]
+}
+
+fn hsv(h: f32) -> (u8, u8, u8) {
+    let x = 1.0 - ((h / 60.0) % 2.0 - 1.0).abs();
+    let (r, g, b) = match (h / 60.0) as u32 {
+        0 => (1.0, x, 0.0),
+        1 => (x, 1.0, 0.0),
+        2 => (0.0, 1.0, x),
+        3 => (0.0, x, 1.0),
+        4 => (x, 0.0, 1.0),
+        _ => (1.0, 0.0, x),
+    };
+    ((r * 200.0) as u8 + 30, (g * 200.0) as u8 + 30, (b * 200.0) as u8 + 30)
+}
+
+/// Renders frame `seq` completely (for tests that need the exact source picture).
+pub fn render_frame(width: u32, height: u32, seq: u64, fps: u32) -> CapturedFrame {
+    let mut f = CapturedFrame::new();
+    f.reshape(width, height, PixelFormat::Bgrx8);
+    let l = Layout::new(width, height);
+    let stride = f.stride;
+    render_static(&l, &mut f.data, stride);
+    render_dynamic(&l, seq, fps, &mut f.data, stride);
+    f.sequence = seq;
+    f
+}
+
+/// Reads the barcode from a luma plane (any 8-bit luma where light is ≥ 128). Returns the frame
+/// counter and media time, or `None` when the counter and its complement disagree.
+pub fn read_barcode(luma: &[u8], stride: usize, width: u32, height: u32) -> Option<(u32, u64)> {
+    let l = Layout::new(width, height);
+    let mut rows = [0u32; 4];
+    for (row, value) in rows.iter_mut().enumerate() {
+        for bit in 0..BARCODE_BITS {
+            let x = bit * l.cell + l.cell / 2;
+            let y = row as u32 * l.cell + l.cell / 2;
+            let v = *luma.get(y as usize * stride + x as usize)?;
+            *value = (*value << 1) | (v >= 128) as u32;
+        }
+    }
+    (rows[0] == !rows[1]).then(|| (rows[0], ((rows[2] as u64) << 32) | rows[3] as u64))
+}
+
+/// The synthetic [`FrameSource`].
+#[derive(Debug)]
+pub struct SyntheticSource {
+    layout: Layout,
+    fps: u32,
+    start: Instant,
+    seq: u64,
+    full_next: bool,
+    statics: Vec<u8>,
+}
+
+impl SyntheticSource {
+    /// A `width × height` source producing `fps` frames per second.
+    pub fn new(width: u32, height: u32, fps: u32) -> Self {
+        let width = width.max(64) & !1;
+        let height = height.max(64) & !1;
+        let layout = Layout::new(width, height);
+        let mut statics = vec![0u8; width as usize * height as usize * 4];
+        render_static(&layout, &mut statics, width as usize * 4);
+        SyntheticSource {
+            layout,
+            fps: fps.max(1),
+            start: Instant::now(),
+            seq: 0,
+            full_next: true,
+            statics,
+        }
+    }
+
+    /// Frames per second.
+    pub fn fps(&self) -> u32 {
+        self.fps
+    }
+}
+
+impl FrameSource for SyntheticSource {
+    fn describe(&self) -> String {
+        format!(
+            "synthetic {}x{} @ {} fps",
+            self.layout.width, self.layout.height, self.fps
+        )
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (self.layout.width, self.layout.height)
+    }
+
+    fn format(&self) -> PixelFormat {
+        PixelFormat::Bgrx8
+    }
+
+    fn next_frame(
+        &mut self,
+        frame: &mut CapturedFrame,
+        timeout: Duration,
+    ) -> Result<CaptureOutcome, CaptureError> {
+        let due = self.start + Duration::from_micros(media_time_us(self.seq, self.fps));
+        let now = Instant::now();
+        if due > now {
+            if due - now > timeout {
+                std::thread::sleep(timeout);
+                return Ok(CaptureOutcome::Timeout);
+            }
+            std::thread::sleep(due - now);
+        } else if now - due > Duration::from_millis(250) {
+            // Fell far behind (a stalled consumer): skip ahead rather than burst.
+            let elapsed = now.duration_since(self.start).as_micros() as u64;
+            self.seq = elapsed * self.fps as u64 / 1_000_000;
+        }
+        let l = self.layout;
+        let start = Instant::now();
+        let reshaped = frame.width != l.width || frame.height != l.height;
+        frame.reshape(l.width, l.height, PixelFormat::Bgrx8);
+        let stride = frame.stride;
+        let damage = if self.full_next || reshaped {
+            frame.data.copy_from_slice(&self.statics);
+            render_dynamic(&l, self.seq, self.fps, &mut frame.data, stride);
+            self.full_next = false;
+            Vec::new()
+        } else {
+            render_dynamic(&l, self.seq, self.fps, &mut frame.data, stride)
+        };
+        frame.damage = damage;
+        frame.sequence = self.seq;
+        frame.capture_start = start;
+        frame.capture_end = Instant::now();
+        self.seq += 1;
+        Ok(CaptureOutcome::Frame)
+    }
+
+    fn invalidate(&mut self) {
+        self.full_next = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn luma_of(f: &CapturedFrame) -> Vec<u8> {
+        f.data
+            .chunks_exact(4)
+            .map(|p| ((p[0] as u32 * 18 + p[1] as u32 * 183 + p[2] as u32 * 54) >> 8) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn barcode_round_trips() {
+        for seq in [0u64, 1, 77, 123_456, u32::MAX as u64] {
+            let f = render_frame(1920, 1080, seq, 60);
+            let (n, t) = read_barcode(&luma_of(&f), 1920, 1920, 1080).expect("readable");
+            assert_eq!(n, seq as u32);
+            assert_eq!(t, media_time_us(seq, 60));
+        }
+        let f = render_frame(640, 360, 5, 30);
+        assert_eq!(read_barcode(&luma_of(&f), 640, 640, 360).map(|v| v.0), Some(5));
+    }
+
+    #[test]
+    fn incremental_frames_equal_full_renders() {
+        let mut src = SyntheticSource::new(800, 600, 1000);
+        let mut f = CapturedFrame::new();
+        for _ in 0..5 {
+            assert_eq!(src.next_frame(&mut f, Duration::from_secs(1)).unwrap(), CaptureOutcome::Frame);
+        }
+        let want = render_frame(800, 600, f.sequence, 1000);
+        assert_eq!(f.data, want.data, "damage-only redraw must equal a full render");
+        assert!(!f.damage.is_empty());
+        let damaged: u64 = f.damage.iter().map(Rect::area).sum();
+        assert!(damaged < 800 * 600 * 3 / 4, "static parts are not redrawn: {damaged}");
+    }
+
+    #[test]
+    fn frames_differ_and_bars_are_exact() {
+        let a = render_frame(1280, 720, 10, 60);
+        let b = render_frame(1280, 720, 11, 60);
+        assert_ne!(a.data, b.data);
+        let l = Layout::new(1280, 720);
+        let mid = |i: u32| {
+            let x = i * (l.bars.w / 8) + l.bars.w / 16;
+            let y = l.bars.y + l.bars.h / 2;
+            let p = &a.data[(y * 1280 * 4 + x * 4) as usize..][..3];
+            (p[2], p[1], p[0])
+        };
+        for (i, c) in BARS.iter().enumerate() {
+            assert_eq!(mid(i as u32), *c);
+        }
+    }
+}

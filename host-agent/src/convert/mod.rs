@@ -1,0 +1,1 @@
+//! Colour conversion (being written).

@@ -1,0 +1,172 @@
+//! What the network/decode threads hand to the window: the newest decoded picture (latest-wins,
+//! never a queue), the cursor, and the figures the overlay shows.
+
+use std::sync::{Condvar, Mutex, PoisonError};
+use std::time::Instant;
+
+use sightline_protocol::msg::{ColourMatrix, ColourRange, HostStageTimes};
+
+/// A decoded 8-bit 4:2:0 picture with its timing.
+#[derive(Debug, Clone)]
+pub struct DecodedFrame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Luma plane.
+    pub y: Vec<u8>,
+    /// Cb plane (half width, half height, rounded up).
+    pub u: Vec<u8>,
+    /// Cr plane.
+    pub v: Vec<u8>,
+    /// Bytes per luma row.
+    pub y_stride: usize,
+    /// Bytes per chroma row.
+    pub uv_stride: usize,
+    /// Matrix signalled by the host.
+    pub matrix: ColourMatrix,
+    /// Range signalled by the host.
+    pub range: ColourRange,
+    /// Host frame number.
+    pub frame: u32,
+    /// Host stage timestamps (host clock).
+    pub host_times: Option<HostStageTimes>,
+    /// Viewer clock (µs) when the first fragment arrived.
+    pub first_packet_us: u64,
+    /// Viewer clock (µs) when the access unit was complete.
+    pub reassembled_us: u64,
+    /// Viewer clock (µs) when the decoder returned the picture.
+    pub decoded_us: u64,
+    /// Monotonic time of decode completion (for present latency).
+    pub decoded_at: Instant,
+}
+
+/// A single-value mailbox: the writer replaces, the reader takes the newest. Older values that
+/// were never read are dropped (and counted) — the renderer must never fall behind a queue.
+#[derive(Debug, Default)]
+pub struct LatestSlot<T> {
+    inner: Mutex<SlotInner<T>>,
+    ready: Condvar,
+}
+
+#[derive(Debug)]
+struct SlotInner<T> {
+    value: Option<T>,
+    replaced: u64,
+    closed: bool,
+}
+
+impl<T> Default for SlotInner<T> {
+    fn default() -> Self {
+        SlotInner {
+            value: None,
+            replaced: 0,
+            closed: false,
+        }
+    }
+}
+
+impl<T> LatestSlot<T> {
+    /// An empty slot.
+    pub fn new() -> Self {
+        LatestSlot {
+            inner: Mutex::new(SlotInner::default()),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Stores `v`, dropping an unread older value. Returns true when one was dropped.
+    pub fn put(&self, v: T) -> bool {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let dropped = g.value.replace(v).is_some();
+        if dropped {
+            g.replaced += 1;
+        }
+        drop(g);
+        self.ready.notify_all();
+        dropped
+    }
+
+    /// Takes the newest value, if any.
+    pub fn take(&self) -> Option<T> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .value
+            .take()
+    }
+
+    /// Waits up to `timeout` for a value; `None` on timeout or when closed and empty.
+    pub fn wait_take(&self, timeout: std::time::Duration) -> Option<T> {
+        let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut g, _) = self
+            .ready
+            .wait_timeout_while(g, timeout, |s| s.value.is_none() && !s.closed)
+            .unwrap_or_else(PoisonError::into_inner);
+        g.value.take()
+    }
+
+    /// Values overwritten before anyone read them.
+    pub fn replaced(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replaced
+    }
+
+    /// Wakes waiters for good (the producer is gone).
+    pub fn close(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
+        self.ready.notify_all();
+    }
+}
+
+/// The cursor as the host last described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CursorOverlay {
+    /// Premultiplied RGBA image (`width * height * 4`), empty when none yet.
+    pub rgba: Vec<u8>,
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// Hotspot x.
+    pub hot_x: u32,
+    /// Hotspot y.
+    pub hot_y: u32,
+    /// Hotspot position in stream pixels.
+    pub x: i32,
+    /// Hotspot position in stream pixels.
+    pub y: i32,
+    /// Whether to draw it.
+    pub visible: bool,
+}
+
+/// Figures for the stats overlay, refreshed about twice a second by the network thread.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatsSnapshot {
+    /// Decoded frames per second.
+    pub fps: f64,
+    /// Received video bitrate.
+    pub bitrate_mbps: f64,
+    /// Network round trip.
+    pub rtt_ms: f64,
+    /// Median per-stage milliseconds: capture, convert, encode, send, network, reassemble,
+    /// decode, present.
+    pub stage_ms: [f64; 8],
+    /// Frames lost (not recovered) since the session started.
+    pub lost_frames: u64,
+    /// Frames recovered by forward error correction.
+    pub recovered_frames: u64,
+    /// Keyframes requested.
+    pub keyframe_requests: u64,
+    /// Stream size.
+    pub width: u32,
+    /// Stream size.
+    pub height: u32,
+    /// Codec name.
+    pub codec: String,
+}
