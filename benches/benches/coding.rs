@@ -19,6 +19,8 @@ fn fragment() -> Message {
         keyframe: false,
         fragment_index: 0,
         fragment_count: 12,
+        data_fragments: 11,
+        au_len: 12_000,
         times: Some(HostStageTimes {
             capture_start: HostMicros(1),
             capture_end: HostMicros(2),

@@ -50,6 +50,7 @@ pub mod stats;
 pub mod testing;
 pub mod time;
 pub mod transport;
+pub mod video;
 
 pub use coding::{Decode, DecodeError, Encode};
 pub use msg::Message;

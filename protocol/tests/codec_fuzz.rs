@@ -267,6 +267,8 @@ fn gen_message(r: &mut SplitMix64) -> Message {
                 keyframe: r.bool(),
                 fragment_index: r.below(count as usize) as u16,
                 fragment_count: count,
+                data_fragments: r.range(1, count as u64) as u16,
+                au_len: r.u32(),
                 times: r.bool().then(|| HostStageTimes {
                     capture_start: HostMicros(r.next_u64()),
                     capture_end: HostMicros(r.next_u64()),

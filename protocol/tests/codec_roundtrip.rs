@@ -276,18 +276,29 @@ fn video_fragment() -> impl Strategy<Value = VideoFragment> {
         any::<u8>(),
         any::<u32>(),
         any::<bool>(),
-        fragment_count().prop_flat_map(|count| (0..count, Just(count))),
+        fragment_count().prop_flat_map(|count| (0..count, Just(count), 1..=count)),
+        any::<u32>(),
         proptest::option::of(host_stage_times()),
         payload,
     )
         .prop_map(
-            |(stream_id, frame, keyframe, (fragment_index, fragment_count), times, payload)| {
+            |(
+                stream_id,
+                frame,
+                keyframe,
+                (fragment_index, fragment_count, data_fragments),
+                au_len,
+                times,
+                payload,
+            )| {
                 VideoFragment {
                     stream_id,
                     frame,
                     keyframe,
                     fragment_index,
                     fragment_count,
+                    data_fragments,
+                    au_len,
                     times,
                     payload,
                 }
@@ -698,6 +709,8 @@ fn examples() -> Vec<Message> {
             keyframe: true,
             fragment_index: 0,
             fragment_count: 3,
+            data_fragments: 1,
+            au_len: 1000,
             times: Some(HostStageTimes {
                 capture_start: HostMicros(1),
                 capture_end: HostMicros(2),
@@ -713,6 +726,8 @@ fn examples() -> Vec<Message> {
             keyframe: false,
             fragment_index: 2,
             fragment_count: 3,
+            data_fragments: 1,
+            au_len: 1000,
             times: None,
             payload: vec![0xCD; 7],
         }),
@@ -866,6 +881,8 @@ fn long_stream_through_one_reader() {
                     keyframe: false,
                     fragment_index: 0,
                     fragment_count: 1,
+                    data_fragments: 1,
+                    au_len: 1000,
                     times: None,
                     payload: (0..(i as usize * 37) % 4000)
                         .map(|b| (b ^ i as usize) as u8)
@@ -1274,6 +1291,8 @@ fn payload_limits() {
         keyframe: false,
         fragment_index: MAX_FRAGMENTS - 1,
         fragment_count: MAX_FRAGMENTS,
+        data_fragments: 1,
+        au_len: 1000,
         times: None,
         payload: vec![0x5A; u16::MAX as usize],
     });
@@ -1288,6 +1307,8 @@ fn fragment_rules() {
         keyframe: false,
         fragment_index: 0,
         fragment_count: 1,
+        data_fragments: 1,
+        au_len: 1000,
         times: None,
         payload: vec![],
     });

@@ -66,6 +66,8 @@ fn video(frame: u32) -> VideoFragment {
         keyframe: frame == 0,
         fragment_index: 0,
         fragment_count: 1,
+        data_fragments: 1,
+        au_len: 100,
         times: None,
         payload: vec![frame as u8; 100],
     }

@@ -64,8 +64,13 @@ pub struct VideoFragment {
     pub keyframe: bool,
     /// Index of this fragment, `< fragment_count`.
     pub fragment_index: u16,
-    /// Fragments in the access unit.
+    /// Fragments in the access unit: data fragments first, then parity.
     pub fragment_count: u16,
+    /// How many of the fragments carry data (`1..=fragment_count`); the rest are Reed–Solomon
+    /// parity over the data fragments zero-padded to the parity fragments' length.
+    pub data_fragments: u16,
+    /// Length of the whole access unit in bytes.
+    pub au_len: u32,
     /// Host stage times; carried by fragment 0 (others may omit them).
     pub times: Option<HostStageTimes>,
     /// Bytes of the access unit.
@@ -86,6 +91,8 @@ impl Encode for VideoFragment {
         out.put_u8(flags);
         out.put_u16(self.fragment_index);
         out.put_u16(self.fragment_count);
+        out.put_u16(self.data_fragments);
+        out.put_u32(self.au_len);
         if let Some(t) = &self.times {
             t.encode(out);
         }
@@ -113,6 +120,14 @@ impl Decode for VideoFragment {
                 detail: "index must be below count, count 1..=4096",
             });
         }
+        let data_fragments = r.u16("data fragment count")?;
+        if data_fragments == 0 || data_fragments > fragment_count {
+            return Err(DecodeError::Invalid {
+                what: "data fragment count",
+                detail: "must be 1..=fragment count",
+            });
+        }
+        let au_len = r.u32("access unit length")?;
         let times = if flags & FLAG_TIMES != 0 {
             Some(HostStageTimes::decode(r)?)
         } else {
@@ -127,6 +142,8 @@ impl Decode for VideoFragment {
             keyframe: flags & FLAG_KEYFRAME != 0,
             fragment_index,
             fragment_count,
+            data_fragments,
+            au_len,
             times,
             payload,
         })
