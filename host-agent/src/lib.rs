@@ -7,4 +7,6 @@
 pub mod capture;
 pub mod config;
 pub mod convert;
+pub mod encode;
 pub mod net;
+pub mod pipeline;

@@ -9,7 +9,12 @@ use clap::Parser;
 use sightline_certs::{AuthorizedViewers, Identity, Role};
 use sightline_host::config::{self, DEFAULT_PORT};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
-use sightline_protocol::msg::Capabilities;
+use sightline_host::capture::synthetic::SyntheticSource;
+use sightline_host::capture::FrameSource;
+use sightline_host::encode::EncoderSettings;
+use sightline_host::pipeline::{self, VideoSettings};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, VideoCodecs};
+use sightline_protocol::video::FecConfig;
 use sightline_protocol::session::HostConfig;
 use tokio::sync::mpsc;
 
@@ -37,9 +42,95 @@ struct Args {
     /// Seconds a connecting viewer may take to finish TLS and say hello.
     #[arg(long, default_value_t = 10)]
     handshake_timeout: u64,
+    /// What to stream: `x11` (a real X display), `synthetic` (the built-in test picture) or
+    /// `none` (session only). Default: x11 when a display is reachable, else synthetic.
+    #[arg(long, value_enum)]
+    source: Option<SourceKind>,
+    /// X display to capture with `--source x11` (default: $DISPLAY).
+    #[arg(long)]
+    display: Option<String>,
+    /// Size of the synthetic picture, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1920x1080", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Frames per second (synthetic rate; encoder rate hint).
+    #[arg(long, default_value_t = 60)]
+    fps: u32,
+    /// Video bitrate in Mbit/s.
+    #[arg(long, default_value_t = 20.0)]
+    bitrate: f64,
+    /// Forward error correction: parity fragments as a share of data fragments (0 disables).
+    #[arg(long, default_value_t = 0.10)]
+    fec: f32,
+    /// Also write the encoded video (H.264 Annex B) to this file.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Stop encoding after this many frames (0: never); for tests and benchmarks.
+    #[arg(long, default_value_t = 0)]
+    max_frames: u64,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
+}
+
+/// Frame sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SourceKind {
+    /// A real X11 display (MIT-SHM + DAMAGE).
+    X11,
+    /// The built-in test picture.
+    Synthetic,
+    /// No video (session and clock sync only).
+    None,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, got {s:?}"))?;
+    let w: u32 = w.parse().map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h.parse().map_err(|_| format!("bad height in {s:?}"))?;
+    if !(64..=3840).contains(&w) || !(64..=2160).contains(&h) {
+        return Err(format!("{s}: width 64..=3840 and height 64..=2160"));
+    }
+    Ok((w, h))
+}
+
+/// Opens the frame source the flags ask for.
+fn open_source(args: &Args) -> anyhow::Result<Option<Box<dyn FrameSource>>> {
+    let synthetic = || -> Box<dyn FrameSource> {
+        Box::new(SyntheticSource::new(args.size.0, args.size.1, args.fps))
+    };
+    match args.source {
+        Some(SourceKind::None) => Ok(None),
+        Some(SourceKind::Synthetic) => Ok(Some(synthetic())),
+        Some(SourceKind::X11) => Ok(Some(open_x11(args.display.as_deref())?)),
+        None => {
+            let display = args.display.clone().or_else(|| std::env::var("DISPLAY").ok());
+            match display {
+                Some(d) if !d.is_empty() => match open_x11(Some(&d)) {
+                    Ok(s) => Ok(Some(s)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no usable X display; streaming the synthetic picture");
+                        Ok(Some(synthetic()))
+                    }
+                },
+                _ => {
+                    tracing::info!("no display; streaming the synthetic picture");
+                    Ok(Some(synthetic()))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn open_x11(display: Option<&str>) -> anyhow::Result<Box<dyn FrameSource>> {
+    Ok(Box::new(sightline_host::capture::x11::X11Source::open(display)?))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_x11(_display: Option<&str>) -> anyhow::Result<Box<dyn FrameSource>> {
+    anyhow::bail!("X11 capture is only built on Linux")
 }
 
 const AFTER_HELP: &str = "\
@@ -73,11 +164,12 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let identity_dir = args.identity.unwrap_or_else(config::default_identity_dir);
+    let identity_dir = args.identity.clone().unwrap_or_else(config::default_identity_dir);
     let authorized_path = args
         .authorized
+        .clone()
         .unwrap_or_else(config::default_authorized_file);
-    let name = args.name.unwrap_or_else(config::machine_name);
+    let name = args.name.clone().unwrap_or_else(config::machine_name);
     let (identity, created) = Identity::load_or_create(&identity_dir, Role::Host, &name)
         .with_context(|| format!("host identity in {}", identity_dir.display()))?;
     if created {
@@ -94,16 +186,56 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
+    let clock = sightline_host::net::host_clock(std::time::Instant::now());
+    let mut capabilities = Capabilities::default();
+    let video = match open_source(&args)? {
+        Some(source) => {
+            println!("video source: {}", source.describe());
+            let settings = VideoSettings {
+                encoder: EncoderSettings {
+                    bitrate_bps: (args.bitrate * 1e6) as u32,
+                    fps: args.fps as f32,
+                    max_slice_bytes: 1100,
+                    threads: 2,
+                },
+                record: args.record.clone(),
+                max_frames: args.max_frames,
+            };
+            let (_, report) = sightline_host::encode::probe(64, 64, settings.encoder)
+                .context("no working video encoder")?;
+            for line in &report {
+                println!("encoder probe: {line}");
+            }
+            let enc_settings = settings.encoder;
+            let feed = pipeline::start(
+                source,
+                move |_, _| sightline_host::encode::probe(64, 64, enc_settings).map(|(e, _)| e),
+                settings,
+                clock,
+            )?;
+            capabilities.video_codecs = VideoCodecs::H264;
+            capabilities.bit_depths = BitDepths::EIGHT;
+            capabilities.chroma = ChromaFormats::YUV420;
+            Some(feed)
+        }
+        None => None,
+    };
     let cfg = NetConfig {
         listen: args.listen,
         host_name: name,
-        // Offer only what this build implements: the session and clock sync. Media and input
-        // capabilities are added as their pipelines land.
-        capabilities: Capabilities::default(),
+        // Offer only what this build implements: 8-bit H.264 video when a source is open; input
+        // kinds are added when injection lands.
+        capabilities,
         authorized_path,
         max_sessions: args.max_sessions.max(1),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         session: HostConfig::default(),
+        clock,
+        video,
+        fec: FecConfig {
+            ratio: args.fec.max(0.0),
+            min_parity: if args.fec > 0.0 { 1 } else { 0 },
+        },
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -16,13 +16,17 @@ use sightline_certs::{
 };
 use sightline_protocol::msg::{Capabilities, InputEvent};
 use sightline_protocol::session::{HostConfig, HostEvent, HostSession, InputOrigin};
-use sightline_protocol::time::WireClock;
+use sightline_protocol::msg::StreamConfig;
+use sightline_protocol::time::{HostMicros, WireClock};
+use sightline_protocol::video::{packetize, FecConfig, FRAGMENT_OVERHEAD};
 use sightline_protocol::transport::{
     crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
 };
 use sightline_protocol::{Channel, ALPN};
 use tokio::sync::mpsc;
+
+use crate::pipeline::{EncodedUnit, Subscription, VideoFeed};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Everything the network layer needs.
@@ -43,6 +47,13 @@ pub struct NetConfig {
     pub handshake_timeout: Duration,
     /// Session settings (timeouts, limits).
     pub session: HostConfig,
+    /// The host wire clock shared with the video pipeline, so frame timestamps and clock-sync
+    /// answers are on one clock.
+    pub clock: WireClock,
+    /// The video pipeline, when this host serves video.
+    pub video: Option<VideoFeed>,
+    /// Forward error correction for video fragments.
+    pub fec: FecConfig,
 }
 
 /// What the network layer reports to the application.
@@ -138,7 +149,8 @@ fn transport_config(cfg: &NetConfig) -> quinn::TransportConfig {
     t.max_concurrent_bidi_streams(2u32.into());
     t.max_concurrent_uni_streams(2u32.into());
     t.datagram_receive_buffer_size(Some(1 << 20));
-    t.datagram_send_buffer_size(4 << 20);
+    // A 4K keyframe is several hundred kilobytes; the buffer must hold one burst.
+    t.datagram_send_buffer_size(16 << 20);
     t
 }
 
@@ -360,7 +372,7 @@ impl SessionCtx {
         };
         let session_id = session_cfg.session_id;
         let now = Instant::now();
-        let mut session = HostSession::new(session_cfg, now, host_clock(now));
+        let mut session = HostSession::new(session_cfg, now, self.cfg.clock);
         let (tx, mut rx) = mpsc::channel::<NetIn>(256);
         spawn_stream_reader(ctl_recv, Channel::Control, tx.clone());
         {
@@ -397,6 +409,9 @@ impl SessionCtx {
 
         let mut started = false;
         let mut end_reason = String::new();
+        let mut video: Option<Subscription> = None;
+        let mut sent_config: Option<StreamConfig> = None;
+        let mut frames_sent: u64 = 0;
         loop {
             let now = Instant::now();
             while let Some(t) = session.poll_transmit(now) {
@@ -423,6 +438,11 @@ impl SessionCtx {
                     } => {
                         started = true;
                         info!(%viewer_name, version, ?capabilities, "session started");
+                        if let Some(feed) = &self.cfg.video {
+                            if !capabilities.video_codecs.is_empty() {
+                                video = Some(feed.subscribe());
+                            }
+                        }
                         let _ = self.events.send(NetEvent::SessionStarted {
                             session_id,
                             remote,
@@ -442,7 +462,12 @@ impl SessionCtx {
                             origin,
                         });
                     }
-                    HostEvent::KeyframeRequested(k) => debug!(?k, "keyframe requested"),
+                    HostEvent::KeyframeRequested(k) => {
+                        debug!(?k, "keyframe requested");
+                        if let Some(v) = &video {
+                            v.request_keyframe();
+                        }
+                    }
                     HostEvent::InvalidateReferences(i) => debug!(?i, "references invalidated"),
                     HostEvent::Stats(s) => debug!(?s, "viewer stats"),
                     HostEvent::Closed(reason) => {
@@ -474,8 +499,31 @@ impl SessionCtx {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     session.handle_timeout(Instant::now());
                 }
+                unit = next_unit(&mut video) => match unit {
+                    Ok(unit) => {
+                        if sent_config != Some(unit.config) {
+                            session.send_stream_config(unit.config);
+                            sent_config = Some(unit.config);
+                        }
+                        self.send_unit(&mut session, &conn, &unit);
+                        frames_sent += 1;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        // This session fell behind: the frames it missed are gone, so its
+                        // decoder needs a fresh start.
+                        debug!(skipped = n, "session lagged behind the encoder");
+                        if let Some(v) = &video {
+                            v.request_keyframe();
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        info!("video pipeline ended");
+                        video = None;
+                    }
+                },
             }
         }
+        debug!(frames_sent, "session loop done");
         if !started {
             return Err((ConnectStage::Hello, end_reason));
         }
@@ -485,6 +533,42 @@ impl SessionCtx {
             reason: end_reason,
         });
         Ok(())
+    }
+}
+
+/// The next encoded frame, or never when the session has no video.
+async fn next_unit(
+    video: &mut Option<Subscription>,
+) -> Result<Arc<EncodedUnit>, tokio::sync::broadcast::error::RecvError> {
+    match video {
+        Some(v) => v.units.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl SessionCtx {
+    /// Cuts a frame into datagram-sized fragments (with parity) and queues them.
+    fn send_unit(&self, session: &mut HostSession, conn: &quinn::Connection, unit: &EncodedUnit) {
+        let max = conn.max_datagram_size().unwrap_or(1200);
+        let payload = max.saturating_sub(FRAGMENT_OVERHEAD);
+        let mut times = unit.times;
+        times.send = HostMicros(self.cfg.clock.micros(Instant::now()));
+        match packetize(
+            unit.config.stream_id,
+            unit.frame,
+            unit.keyframe,
+            times,
+            &unit.data,
+            payload,
+            self.cfg.fec,
+        ) {
+            Ok(frags) => {
+                for f in frags {
+                    session.send_video(f);
+                }
+            }
+            Err(e) => warn!(frame = unit.frame, error = %e, "frame not sent"),
+        }
     }
 }
 

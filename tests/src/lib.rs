@@ -11,6 +11,7 @@ use sightline_certs::{AuthorizedViewers, Identity, KnownHosts, Role, TrustPolicy
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_protocol::msg::Capabilities;
 use sightline_protocol::session::{HostConfig, ViewerConfig};
+use sightline_protocol::video::FecConfig;
 use sightline_viewer::config::HostAddr;
 use sightline_viewer::net::ConnectOptions;
 use tokio::sync::mpsc;
@@ -120,6 +121,9 @@ impl TestHost {
             max_sessions: 8,
             handshake_timeout: Duration::from_secs(5),
             session: HostConfig::default(),
+            clock: sightline_host::net::host_clock(std::time::Instant::now()),
+            video: None,
+            fec: FecConfig::default(),
         };
         let endpoint = HostEndpoint::bind(&pki.host, cfg).expect("bind host endpoint");
         let addr = endpoint.local_addr().expect("local addr");

@@ -6,10 +6,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{Identity, TrustPolicy};
-use sightline_protocol::msg::Capabilities;
+use std::sync::PoisonError;
+
+use sightline_protocol::msg::{Capabilities, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::config::{self, HostAddr};
-use sightline_viewer::net::{connect, ConnectOptions};
+use sightline_viewer::headless::Recorder;
+use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
+use sightline_viewer::stats::{current_clock, report_json, SharedClock};
 
 /// Sightline viewer: connects to a host agent over QUIC (TLS 1.3, AES-256-GCM), authenticated
 /// both ways, and shows its display.
@@ -29,9 +33,22 @@ struct Args {
     /// Accept and pin a host that is not in the known hosts yet (never a changed one).
     #[arg(long, alias = "tofu")]
     trust_on_first_use: bool,
-    /// Stop after this many clock-sync pings were answered (0: run until interrupted).
+    /// Stop after this many clock-sync pings were answered (0: run until interrupted). With
+    /// this flag no video is requested: a quick link and trust check.
     #[arg(long, default_value_t = 0)]
     pings: u64,
+    /// Decode without a window (for tests, CI and measurements).
+    #[arg(long)]
+    headless: bool,
+    /// With --headless: exit after this many decoded frames (0: run until interrupted).
+    #[arg(long, default_value_t = 0)]
+    frames: u64,
+    /// With --headless: write per-frame stage timings and a summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
+    /// With --headless: give up after this many seconds without reaching --frames.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
     /// Seconds to wait for the host to answer.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
@@ -59,13 +76,16 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let identity_dir = args.identity.unwrap_or_else(config::default_identity_dir);
+    let identity_dir = args.identity.clone().unwrap_or_else(config::default_identity_dir);
     let identity = Identity::load(&identity_dir)
         .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
     let opts = ConnectOptions {
         host: args.host.clone(),
         identity,
-        known_hosts: args.known_hosts.unwrap_or_else(config::default_known_hosts),
+        known_hosts: args
+            .known_hosts
+            .clone()
+            .unwrap_or_else(config::default_known_hosts),
         trust: if args.trust_on_first_use {
             TrustPolicy::TrustOnFirstUse
         } else {
@@ -73,7 +93,8 @@ fn main() -> anyhow::Result<()> {
         },
         session: ViewerConfig {
             name: config_name(),
-            // Advertise only what this build implements (session and clock sync so far).
+            // Video capabilities are added by the connection when a video sink is attached;
+            // input kinds when input capture lands.
             capabilities: Capabilities::default(),
             ..ViewerConfig::default()
         },
@@ -84,6 +105,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline-net")
         .build()?;
+    if args.headless {
+        return rt.block_on(run_headless(opts, &args));
+    }
     rt.block_on(async move {
         let mut conn = match connect(opts).await {
             Ok(c) => c,
@@ -142,6 +166,107 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
+    let clock = SharedClock::default();
+    let recorder = Recorder::new(clock.clone(), args.frames, false);
+    let media = Media {
+        video: Some(Box::new(recorder.clone())),
+        clock: clock.clone(),
+        ..Media::default()
+    };
+    let totals = media.totals.clone();
+    let mut conn = match connect_media(opts, media).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("viewer: cannot connect to {}: {e}", args.host);
+            std::process::exit(2);
+        }
+    };
+    let mut stream: Option<StreamConfig> = None;
+    eprintln!(
+        "connected to {:?} (session {:016x}); decoding{}",
+        conn.welcome.host_name,
+        conn.welcome.session_id,
+        if args.frames > 0 {
+            format!(" {} frames", args.frames)
+        } else {
+            String::new()
+        }
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
+    let mut ended: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = recorder.done.notified() => break,
+            ev = conn.next_event() => match ev {
+                Some(ViewerEvent::StreamConfig(c)) => stream = Some(c),
+                Some(ViewerEvent::Closed(r)) => { ended = Some(r.to_string()); break; }
+                None => { ended = Some("session ended".into()); break; }
+                Some(_) => {}
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                ended = Some(format!("timed out after {} s with {} frames decoded", args.timeout, recorder.decoded()));
+                break;
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    if ended.is_none() {
+        conn.close("headless run complete").await;
+    }
+    let rec = recorder.recording.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut t = *totals.lock().unwrap_or_else(PoisonError::into_inner);
+    t.duration_s = match (rec.first_at, rec.last_at) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let codec = stream.map(|c| format!("{:?}", c.codec)).unwrap_or_default();
+    let report = report_json(
+        &rec.records,
+        &t,
+        current_clock(&clock),
+        stream.map(|c| (c.width, c.height, codec.as_str())),
+    );
+    print_summary(&report);
+    if let Some(path) = &args.stats_json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("stats written to {}", path.display());
+    }
+    if let Some(why) = ended {
+        eprintln!("viewer: {why}");
+        if args.frames > 0 && (rec.records.len() as u64 + rec.unrecorded) < args.frames {
+            std::process::exit(3);
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(report: &serde_json::Value) {
+    let s = &report["summary"];
+    println!(
+        "frames shown {} (received {}, lost {}, recovered by FEC {}, keyframe requests {}) in {:.2} s: {:.1} fps, {:.2} Mbit/s",
+        s["frames_shown"], s["frames_received"], s["frames_lost"], s["frames_recovered"],
+        s["keyframe_requests"], s["duration_s"].as_f64().unwrap_or(0.0),
+        s["fps"].as_f64().unwrap_or(0.0), s["bitrate_mbps"].as_f64().unwrap_or(0.0)
+    );
+    println!("{:<12} {:>9} {:>9} {:>9} {:>9}", "stage (ms)", "p50", "p95", "p99", "max");
+    let row = |name: &str, v: &serde_json::Value| {
+        println!(
+            "{:<12} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            name,
+            v["p50_ms"].as_f64().unwrap_or(0.0),
+            v["p95_ms"].as_f64().unwrap_or(0.0),
+            v["p99_ms"].as_f64().unwrap_or(0.0),
+            v["max_ms"].as_f64().unwrap_or(0.0)
+        )
+    };
+    for name in sightline_protocol::stats::STAGES {
+        row(name, &s["stages"][name]);
+    }
+    row("total", &s["total"]);
 }
 
 fn config_name() -> String {

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::QuicClientConfig;
@@ -14,7 +14,9 @@ use sightline_certs::{
     quic_initial_suite, viewer_tls_config, CertError, HostKeyRejected, Identity, KnownHosts,
     PinOutcome, PinnedHostVerifier, TrustPolicy,
 };
-use sightline_protocol::msg::{GoodbyeReason, InputEvent, Welcome};
+use sightline_protocol::msg::{
+    BitDepths, ChromaFormats, GoodbyeReason, InputEvent, VideoCodecs, Welcome,
+};
 use sightline_protocol::session::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 use sightline_protocol::time::WireClock;
 use sightline_protocol::transport::{
@@ -25,6 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info};
 
 use crate::config::HostAddr;
+use crate::decode::FrameSink;
+use crate::stats::{SessionTotals, SharedClock};
+use crate::video::VideoReceiver;
 
 /// How to reach and trust a host.
 #[derive(Debug, Clone)]
@@ -41,6 +46,25 @@ pub struct ConnectOptions {
     pub session: ViewerConfig,
     /// Give up on a silent host after this long.
     pub connect_timeout: Duration,
+}
+
+/// Where media goes. Without a video sink the viewer advertises no video decoding.
+#[derive(Default)]
+pub struct Media {
+    /// Decoded pictures.
+    pub video: Option<Box<dyn FrameSink>>,
+    /// The newest clock estimate, for turning host timestamps into latencies.
+    pub clock: SharedClock,
+    /// Video counters, refreshed as frames arrive.
+    pub totals: Arc<Mutex<SessionTotals>>,
+}
+
+impl std::fmt::Debug for Media {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Media")
+            .field("video", &self.video.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why connecting failed, by stage.
@@ -177,8 +201,16 @@ impl ViewerConnection {
     }
 }
 
-/// Resolves, pins and connects.
+/// Resolves, pins and connects (no media).
 pub async fn connect(opts: ConnectOptions) -> Result<ViewerConnection, ConnectError> {
+    connect_media(opts, Media::default()).await
+}
+
+/// Resolves, pins and connects, delivering media to `media`.
+pub async fn connect_media(
+    opts: ConnectOptions,
+    media: Media,
+) -> Result<ViewerConnection, ConnectError> {
     let addr = resolve(&opts.host).await?;
     let known = KnownHosts::load_or_empty(&opts.known_hosts)?;
     let verifier = PinnedHostVerifier::new(
@@ -194,6 +226,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<ViewerConnection, ConnectEr
         tls,
         opts.session,
         opts.connect_timeout,
+        media,
     )
     .await;
     match (result, verifier.outcome()) {
@@ -233,10 +266,21 @@ pub async fn connect_with(
     addr: SocketAddr,
     server_name: &str,
     tls: rustls::ClientConfig,
-    session_cfg: ViewerConfig,
+    mut session_cfg: ViewerConfig,
     timeout: Duration,
+    media: Media,
 ) -> Result<ViewerConnection, ConnectError> {
     let started = Instant::now();
+    if media.video.is_some() {
+        session_cfg.capabilities.video_codecs = session_cfg
+            .capabilities
+            .video_codecs
+            .union(VideoCodecs::H264);
+        session_cfg.capabilities.bit_depths = session_cfg.capabilities.bit_depths.union(BitDepths::EIGHT);
+        session_cfg.capabilities.chroma = session_cfg.capabilities.chroma.union(ChromaFormats::YUV420);
+    } else {
+        session_cfg.capabilities.video_codecs = VideoCodecs::EMPTY;
+    }
     let bind: SocketAddr = if addr.is_ipv6() {
         "[::]:0".parse().expect("literal address")
     } else {
@@ -283,7 +327,8 @@ pub async fn connect_with(
 
     // Stage: hello.
     let now = Instant::now();
-    let mut session = ViewerSession::new(session_cfg, now, viewer_clock(now));
+    let clock = viewer_clock(now);
+    let mut session = ViewerSession::new(session_cfg, now, clock);
     while let Some(t) = session.poll_transmit(now) {
         ctl_send
             .write_all(&t.bytes)
@@ -338,15 +383,29 @@ pub async fn connect_with(
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let video = match media.video {
+        Some(sink) => Some(
+            VideoReceiver::new(sink, clock)
+                .map_err(|e| ConnectError::Streams(format!("cannot start the decoder: {e}")))?,
+        ),
+        None => None,
+    };
     let task = tokio::spawn(run(
         session,
-        conn.clone(),
-        ctl_send,
-        input_send,
+        Streams {
+            conn: conn.clone(),
+            ctl_send,
+            input_send,
+            endpoint,
+        },
         in_rx,
         cmd_rx,
         ev_tx,
-        endpoint,
+        MediaState {
+            video,
+            clock: media.clock,
+            totals: media.totals,
+        },
     ));
     Ok(ViewerConnection {
         welcome,
@@ -427,20 +486,102 @@ fn describe_read_error(e: &quinn::ReadError) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+struct Streams {
+    conn: quinn::Connection,
+    ctl_send: quinn::SendStream,
+    input_send: quinn::SendStream,
+    endpoint: quinn::Endpoint,
+}
+
+struct MediaState {
+    video: Option<VideoReceiver>,
+    clock: SharedClock,
+    totals: Arc<Mutex<SessionTotals>>,
+}
+
+impl MediaState {
+    /// Handles media events itself; returns the events the application should see.
+    fn filter(
+        &mut self,
+        now: Instant,
+        session: &mut ViewerSession,
+        ev: ViewerEvent,
+    ) -> Option<ViewerEvent> {
+        match ev {
+            ViewerEvent::Video(frag) => {
+                if let Some(v) = self.video.as_mut() {
+                    if let Some(reason) = v.on_fragment(now, frag) {
+                        session.request_keyframe(0, reason);
+                    }
+                    self.publish();
+                }
+                None
+            }
+            ViewerEvent::StreamConfig(c) => {
+                if let Some(v) = self.video.as_mut() {
+                    v.on_config(c);
+                }
+                Some(ViewerEvent::StreamConfig(c))
+            }
+            ViewerEvent::Clock(c) => {
+                *self.clock.lock().unwrap_or_else(PoisonError::into_inner) = Some(c);
+                Some(ViewerEvent::Clock(c))
+            }
+            other => Some(other),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, session: &mut ViewerSession) {
+        if let Some(v) = self.video.as_mut() {
+            if let Some(reason) = v.on_timeout(now) {
+                session.request_keyframe(0, reason);
+            }
+            self.publish();
+        }
+    }
+
+    fn next_timeout(&self, now: Instant) -> Option<Instant> {
+        self.video.as_ref().and_then(|v| v.next_timeout(now))
+    }
+
+    fn publish(&self) {
+        if let Some(v) = &self.video {
+            let s = v.stats();
+            let mut t = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+            t.frames_received = s.completed;
+            t.frames_lost = s.lost;
+            t.frames_recovered = s.recovered;
+            t.bytes = s.bytes;
+            t.keyframe_requests = v.keyframe_requests();
+        }
+    }
+}
+
 async fn run(
     mut session: ViewerSession,
-    conn: quinn::Connection,
-    mut ctl_send: quinn::SendStream,
-    mut input_send: quinn::SendStream,
+    streams: Streams,
     mut net_rx: mpsc::Receiver<NetIn>,
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ViewerEvent>,
-    endpoint: quinn::Endpoint,
+    mut media: MediaState,
 ) -> CloseReason {
+    let Streams {
+        conn,
+        mut ctl_send,
+        mut input_send,
+        endpoint,
+    } = streams;
     let mut closing: Option<CloseReason> = None;
     let mut commands_open = true;
     loop {
+        while let Some(ev) = session.poll_event() {
+            if let ViewerEvent::Closed(reason) = &ev {
+                closing = Some(reason.clone());
+            }
+            if let Some(ev) = media.filter(Instant::now(), &mut session, ev) {
+                let _ = events.send(ev);
+            }
+        }
         let now = Instant::now();
         while let Some(t) = session.poll_transmit(now) {
             let res = match t.channel {
@@ -455,12 +596,6 @@ async fn run(
                 session.handle_connection_lost(Instant::now(), &e.to_string());
             }
         }
-        while let Some(ev) = session.poll_event() {
-            if let ViewerEvent::Closed(reason) = &ev {
-                closing = Some(reason.clone());
-            }
-            let _ = events.send(ev);
-        }
         if let Some(reason) = closing.take() {
             let _ = ctl_send.finish();
             let _ = input_send.finish();
@@ -469,9 +604,12 @@ async fn run(
             let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
             return reason;
         }
-        let wake = session
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let now = Instant::now();
+        let wake = [session.poll_timeout(), media.next_timeout(now)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| now + Duration::from_secs(1));
         tokio::select! {
             msg = net_rx.recv() => match msg {
                 Some(m) => feed(&mut session, m),
@@ -487,7 +625,13 @@ async fn run(
                     session.close_with(GoodbyeReason::Normal, "viewer closed");
                 }
             },
-            _ = tokio::time::sleep_until(wake.into()) => session.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                if session.poll_timeout().is_some_and(|t| t <= now) {
+                    session.handle_timeout(now);
+                }
+                media.on_timeout(now, &mut session);
+            }
         }
     }
 }

@@ -376,8 +376,9 @@ impl FrameSource for SyntheticSource {
                 return Ok(CaptureOutcome::Timeout);
             }
             std::thread::sleep(due - now);
-        } else if now - due > Duration::from_millis(250) {
-            // Fell far behind (a stalled consumer): skip ahead rather than burst.
+        } else if now - due > Duration::from_micros(1_000_000 / self.fps as u64) {
+            // Behind by more than a frame (a slow consumer): show what the screen shows now,
+            // like a real display would, instead of bursting through stale frames.
             let elapsed = now.duration_since(self.start).as_micros() as u64;
             self.seq = elapsed * self.fps as u64 / 1_000_000;
         }

@@ -1,0 +1,98 @@
+//! Per-frame stage figures for the video pipeline on desktop-like content (the synthetic
+//! source: scrolling text, a moving box, static bars and ramp), at 1080p and 2160p:
+//! synthetic render (stands in for capture), convert, encode (openh264, screen content,
+//! 2 threads, ~1100-byte slices), decode (openh264). Prints p50/p99 per stage and the bitrate.
+//!
+//! `cargo bench -p sightline-benches --bench pipeline` runs 300 frames per size;
+//! under `cargo test` it runs a 10-frame smoke pass.
+
+use std::time::Instant;
+
+use openh264::decoder::Decoder;
+use openh264::OpenH264API;
+use sightline_host::capture::synthetic::SyntheticSource;
+use sightline_host::capture::{CaptureOutcome, CapturedFrame, FrameSource};
+use sightline_host::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
+use sightline_host::encode::openh264::OpenH264Encoder;
+use sightline_host::encode::{EncoderSettings, VideoEncoder};
+use sightline_protocol::msg::{ColourMatrix, ColourRange};
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+fn run(w: u32, h: u32, frames: usize) {
+    let fps = 60;
+    let mut src = SyntheticSource::new(w, h, 1000); // render as fast as asked
+    let mut frame = CapturedFrame::new();
+    let mut pic = I420::new(w, h);
+    let mut enc = OpenH264Encoder::new(EncoderSettings {
+        bitrate_bps: 20_000_000,
+        fps: fps as f32,
+        max_slice_bytes: 1100,
+        threads: 2,
+    })
+    .expect("encoder");
+    let mut dec = Decoder::with_api_config(
+        OpenH264API::from_source(),
+        openh264::decoder::DecoderConfig::new(),
+    )
+    .expect("decoder");
+    let (mut cap, mut conv, mut encs, mut decs, mut total) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut bytes = 0usize;
+    let mut first = true;
+    for i in 0..frames {
+        let t0 = Instant::now();
+        let out = src
+            .next_frame(&mut frame, std::time::Duration::from_secs(1))
+            .expect("capture");
+        assert_eq!(out, CaptureOutcome::Frame);
+        let t1 = Instant::now();
+        if first || frame.damage.is_empty() {
+            bgrx_to_i420(&frame, ColourMatrix::Bt709, ColourRange::Limited, &mut pic);
+        } else {
+            for r in &frame.damage {
+                bgrx_to_i420_rect(&frame, *r, ColourMatrix::Bt709, ColourRange::Limited, &mut pic);
+            }
+        }
+        let t2 = Instant::now();
+        let au = enc.encode(&pic, first).expect("encode").expect("a frame");
+        first = false;
+        let t3 = Instant::now();
+        let _ = dec.decode(&au.data).expect("decode");
+        let t4 = Instant::now();
+        if i >= 5 {
+            // Skip the warm-up and the keyframe.
+            cap.push((t1 - t0).as_secs_f64() * 1e3);
+            conv.push((t2 - t1).as_secs_f64() * 1e3);
+            encs.push((t3 - t2).as_secs_f64() * 1e3);
+            decs.push((t4 - t3).as_secs_f64() * 1e3);
+            total.push((t3 - t0).as_secs_f64() * 1e3);
+            bytes += au.data.len();
+        }
+    }
+    let n = cap.len().max(1);
+    println!("{w}x{h}, {n} frames (after 5 warm-up), openh264 screen content, 2 threads:");
+    for (name, v) in [
+        ("capture (synthetic render)", &mut cap),
+        ("convert BGRX→I420", &mut conv),
+        ("encode", &mut encs),
+        ("capture+convert+encode", &mut total),
+        ("decode", &mut decs),
+    ] {
+        println!("  {name:<28} p50 {:7.2} ms   p99 {:7.2} ms", pct(v, 0.5), pct(v, 0.99));
+    }
+    println!(
+        "  bitrate at {fps} fps: {:.2} Mbit/s ({} bytes/frame)",
+        bytes as f64 * 8.0 * fps as f64 / n as f64 / 1e6,
+        bytes / n
+    );
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let frames = if full { 300 } else { 10 };
+    run(1920, 1080, frames);
+    run(3840, 2160, if full { 120 } else { 6 });
+}

@@ -1,0 +1,278 @@
+//! The video pipeline: capture → convert → encode on one named thread, encoded once and fanned
+//! out to every session (a `broadcast` channel that drops what a slow session has not taken, so
+//! nothing queues behind a stalled viewer).
+//!
+//! The thread idles (captures and encodes nothing) while no viewer is connected, and encodes
+//! nothing while the screen is still (the source returns `Timeout`).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sightline_protocol::msg::{
+    Chroma, ColourMatrix, ColourPrimaries, ColourRange, HostStageTimes, StreamConfig,
+    TransferFunction,
+};
+use sightline_protocol::time::{HostMicros, WireClock};
+use tokio::sync::{broadcast, watch};
+use tracing::{debug, info, warn};
+
+use crate::capture::{CaptureOutcome, CapturedFrame, FrameSource};
+use crate::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
+use crate::encode::{EncoderSettings, VideoEncoder};
+
+/// One encoded frame, shared by every session.
+#[derive(Debug)]
+pub struct EncodedUnit {
+    /// Frame number (+1 per encoded frame).
+    pub frame: u32,
+    /// IDR.
+    pub keyframe: bool,
+    /// Annex B bytes.
+    pub data: Vec<u8>,
+    /// Stage times on the host wire clock (`send` is stamped by each session).
+    pub times: HostStageTimes,
+    /// The stream this frame belongs to.
+    pub config: StreamConfig,
+    /// Source sequence number (synthetic: the counter drawn in the picture).
+    pub source_sequence: u64,
+}
+
+/// Video settings.
+#[derive(Debug, Clone)]
+pub struct VideoSettings {
+    /// Encoder settings.
+    pub encoder: EncoderSettings,
+    /// Write the encoded stream (Annex B) here as well.
+    pub record: Option<PathBuf>,
+    /// Stop after this many encoded frames (0: never) — for tests and benchmarks.
+    pub max_frames: u64,
+}
+
+/// Shared state between sessions and the pipeline thread.
+#[derive(Debug)]
+struct Control {
+    viewers: AtomicUsize,
+    keyframe: AtomicBool,
+    bitrate_bps: AtomicU32,
+    stop: AtomicBool,
+}
+
+/// A handle to the running pipeline, cheap to clone into each session.
+#[derive(Debug, Clone)]
+pub struct VideoFeed {
+    units: broadcast::Sender<Arc<EncodedUnit>>,
+    config: watch::Receiver<Option<StreamConfig>>,
+    control: Arc<Control>,
+}
+
+/// A session's subscription; dropping it tells the pipeline one viewer fewer.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Encoded frames.
+    pub units: broadcast::Receiver<Arc<EncodedUnit>>,
+    /// The current stream configuration.
+    pub config: watch::Receiver<Option<StreamConfig>>,
+    control: Arc<Control>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.control.viewers.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Subscription {
+    /// Asks for a keyframe (a viewer joined, lost frames, or its decoder failed).
+    pub fn request_keyframe(&self) {
+        self.control.keyframe.store(true, Ordering::SeqCst);
+    }
+}
+
+impl VideoFeed {
+    /// Subscribes a session; the next frame will be a keyframe.
+    pub fn subscribe(&self) -> Subscription {
+        self.control.viewers.fetch_add(1, Ordering::SeqCst);
+        self.control.keyframe.store(true, Ordering::SeqCst);
+        Subscription {
+            units: self.units.subscribe(),
+            config: self.config.clone(),
+            control: self.control.clone(),
+        }
+    }
+
+    /// Changes the encoder's target bitrate.
+    pub fn set_bitrate(&self, bps: u32) {
+        self.control.bitrate_bps.store(bps, Ordering::SeqCst);
+    }
+
+    /// Stops the thread.
+    pub fn stop(&self) {
+        self.control.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Starts the pipeline thread over `source` with the encoder `make_encoder` builds for a size.
+pub fn start(
+    mut source: Box<dyn FrameSource>,
+    mut make_encoder: impl FnMut(u32, u32) -> Result<Box<dyn VideoEncoder>, crate::encode::EncodeError>
+        + Send
+        + 'static,
+    settings: VideoSettings,
+    clock: WireClock,
+) -> std::io::Result<VideoFeed> {
+    let (units, _) = broadcast::channel(4);
+    let (config_tx, config) = watch::channel(None);
+    let control = Arc::new(Control {
+        viewers: AtomicUsize::new(0),
+        keyframe: AtomicBool::new(true),
+        bitrate_bps: AtomicU32::new(settings.encoder.bitrate_bps),
+        stop: AtomicBool::new(false),
+    });
+    let feed = VideoFeed {
+        units: units.clone(),
+        config,
+        control: control.clone(),
+    };
+    std::thread::Builder::new()
+        .name("sightline-video".into())
+        .spawn(move || {
+            let mut record = settings.record.as_ref().and_then(|p| match File::create(p) {
+                Ok(f) => Some(std::io::BufWriter::new(f)),
+                Err(e) => {
+                    warn!(path = %p.display(), error = %e, "cannot create the record file");
+                    None
+                }
+            });
+            info!(source = %source.describe(), "video pipeline ready");
+            let mut frame = CapturedFrame::new();
+            let mut picture = I420::new(2, 2);
+            let mut encoder: Option<Box<dyn VideoEncoder>> = None;
+            let mut bitrate = settings.encoder.bitrate_bps;
+            let mut frame_number: u32 = 0;
+            let mut encoded: u64 = 0;
+            let matrix = ColourMatrix::Bt709;
+            let range = ColourRange::Limited;
+            while !control.stop.load(Ordering::SeqCst) {
+                if control.viewers.load(Ordering::SeqCst) == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let want_key = control.keyframe.load(Ordering::SeqCst);
+                if want_key {
+                    source.invalidate();
+                }
+                let outcome = match source.next_frame(&mut frame, Duration::from_millis(50)) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        warn!(error = %e, "capture failed; retrying");
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                };
+                match outcome {
+                    CaptureOutcome::Timeout => continue,
+                    CaptureOutcome::Reinit(why) => {
+                        info!(%why, "source changed; rebuilding the encoder");
+                        encoder = None;
+                        continue;
+                    }
+                    CaptureOutcome::Frame => {}
+                }
+                let (w, h) = (frame.width, frame.height);
+                let size_changed = picture.width != (w + 1) & !1 || picture.height != (h + 1) & !1;
+                if encoder.is_none() || size_changed {
+                    match make_encoder(w, h) {
+                        Ok(e) => {
+                            let caps = e.caps();
+                            let cfg = StreamConfig {
+                                stream_id: 0,
+                                codec: caps.codec,
+                                width: (w + 1) & !1,
+                                height: (h + 1) & !1,
+                                fps_millihz: (settings.encoder.fps * 1000.0) as u32,
+                                bit_depth: 8,
+                                chroma: Chroma::Yuv420,
+                                matrix,
+                                range,
+                                primaries: ColourPrimaries::Bt709,
+                                transfer: TransferFunction::Bt709,
+                            };
+                            info!(encoder = caps.name, width = cfg.width, height = cfg.height, "encoder ready");
+                            let _ = config_tx.send(Some(cfg));
+                            encoder = Some(e);
+                            picture = I420::new(w, h);
+                            // The whole picture must be converted for the first frame.
+                            frame.damage.clear();
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "no encoder for this size; retrying in 1 s");
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
+                    }
+                }
+                let Some(enc) = encoder.as_mut() else { continue };
+                let want_bitrate = control.bitrate_bps.load(Ordering::SeqCst);
+                if want_bitrate != bitrate {
+                    bitrate = want_bitrate;
+                    enc.set_bitrate(bitrate);
+                }
+                if frame.damage.is_empty() || size_changed {
+                    bgrx_to_i420(&frame, matrix, range, &mut picture);
+                } else {
+                    for r in &frame.damage {
+                        bgrx_to_i420_rect(&frame, *r, matrix, range, &mut picture);
+                    }
+                }
+                let convert_end = Instant::now();
+                let force = control.keyframe.swap(false, Ordering::SeqCst);
+                let out = match enc.encode(&picture, force) {
+                    Ok(Some(out)) => out,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        warn!(error = %e, "encode failed; rebuilding the encoder");
+                        encoder = None;
+                        control.keyframe.store(true, Ordering::SeqCst);
+                        continue;
+                    }
+                };
+                let encode_end = Instant::now();
+                let Some(cfg) = *config_tx.borrow() else { continue };
+                let at = |t: Instant| HostMicros(clock.micros(t));
+                let unit = EncodedUnit {
+                    frame: frame_number,
+                    keyframe: out.keyframe,
+                    times: HostStageTimes {
+                        capture_start: at(frame.capture_start),
+                        capture_end: at(frame.capture_end),
+                        convert_end: at(convert_end),
+                        encode_end: at(encode_end),
+                        send: at(encode_end),
+                    },
+                    config: cfg,
+                    source_sequence: frame.sequence,
+                    data: out.data,
+                };
+                if let Some(w) = record.as_mut() {
+                    if let Err(e) = w.write_all(&unit.data).and_then(|_| w.flush()) {
+                        warn!(error = %e, "recording stopped");
+                        record = None;
+                    }
+                }
+                debug!(frame = frame_number, bytes = unit.data.len(), key = unit.keyframe, "encoded");
+                frame_number = frame_number.wrapping_add(1);
+                encoded += 1;
+                // No receivers (between sessions) is fine: the frame is simply not sent.
+                let _ = units.send(Arc::new(unit));
+                if settings.max_frames > 0 && encoded >= settings.max_frames {
+                    info!(frames = encoded, "frame limit reached; video pipeline stops");
+                    break;
+                }
+            }
+        })?;
+    Ok(feed)
+}
