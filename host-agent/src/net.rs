@@ -502,7 +502,9 @@ impl SessionCtx {
                 unit = next_unit(&mut video) => match unit {
                     Ok(unit) => {
                         if sent_config != Some(unit.config) {
-                            session.send_stream_config(unit.config);
+                            if let Err(e) = session.send_stream_config(unit.config) {
+                                warn!(error = %e, "stream configuration not sendable");
+                            }
                             sent_config = Some(unit.config);
                         }
                         self.send_unit(&mut session, &conn, &unit);

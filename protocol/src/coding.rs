@@ -322,6 +322,20 @@ pub trait Decode: Sized {
     }
 }
 
+/// Checks that `msg` survives the wire unchanged: the decoder is the one statement of every
+/// field's rules, so a message it would refuse or alter (an out-of-range value, a field over
+/// its length limit) is caught on the sending side instead of closing the peer's session.
+pub fn check_sendable(msg: &Message) -> Result<(), DecodeError> {
+    let back = Message::from_bytes(&msg.to_bytes())?;
+    if &back != msg {
+        return Err(DecodeError::Invalid {
+            what: "message",
+            detail: "a field exceeds its limit and would be cut on the wire",
+        });
+    }
+    Ok(())
+}
+
 /// Appends `msg` as a stream frame: `len: u32` + message.
 pub fn encode_frame(msg: &Message, out: &mut Vec<u8>) {
     let start = out.len();
@@ -380,7 +394,8 @@ impl FrameReader {
                 max: self.max_len,
             });
         }
-        if avail.len() < 4 + len {
+        // `avail.len() >= 4` here, so this cannot overflow even with a huge limit.
+        if avail.len() - 4 < len {
             return Ok(None);
         }
         let body = &avail[4..4 + len];

@@ -535,7 +535,12 @@ fn read_chunked(stream: &[u8], chunks: &[usize]) -> Vec<Message> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // No regression files: a failure prints its minimal input, which a unit test can pin.
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn message_round_trip(msg in message()) {
@@ -1328,6 +1333,18 @@ fn fragment_rules() {
     expect_invalid(&with(0, MAX_FRAGMENTS + 1), "fragment index");
     expect_invalid(&with(u16::MAX, u16::MAX), "fragment index");
     assert!(Message::from_bytes(&with(MAX_FRAGMENTS - 1, MAX_FRAGMENTS)).is_ok());
+
+    // data_fragments (11..13) must be 1..=fragment_count.
+    let with_data = |index: u16, count: u16, data: u16| {
+        let mut b = with(index, count);
+        b[11..13].copy_from_slice(&data.to_le_bytes());
+        b
+    };
+    expect_invalid(&with_data(0, 1, 0), "data fragment count");
+    expect_invalid(&with_data(0, 3, 4), "data fragment count");
+    expect_invalid(&with_data(0, 3, u16::MAX), "data fragment count");
+    assert!(Message::from_bytes(&with_data(2, 3, 3)).is_ok());
+    assert!(Message::from_bytes(&with_data(2, 3, 1)).is_ok());
 }
 
 #[test]

@@ -624,3 +624,59 @@ fn input_kinds_not_negotiated_are_refused() {
     assert!(pair.host.held().is_empty());
     assert!(!pair.host.is_closed());
 }
+
+#[test]
+fn events_the_host_would_refuse_are_refused_at_the_viewer() {
+    let mut pair = connected_pair(PairConfig::default());
+    let now = pair.now;
+    let err = pair
+        .viewer
+        .send_input(now, InputEvent::Shuttle { position: 9 })
+        .unwrap_err();
+    assert!(matches!(err, SendInputError::Invalid(_)), "{err}");
+    let err = pair
+        .viewer
+        .send_input(
+            now,
+            InputEvent::Button {
+                button: sightline_protocol::msg::MouseButton(0),
+                pressed: true,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, SendInputError::Invalid(_)), "{err}");
+    // The session is untouched and still accepts valid input.
+    assert!(pair.viewer.send_input(now, InputEvent::Shuttle { position: 7 }).is_ok());
+    pair.run_for(Duration::from_millis(50));
+    assert!(pair.host.is_established());
+}
+
+#[test]
+fn host_refuses_to_send_a_stream_config_the_viewer_would_reject() {
+    use sightline_protocol::msg::{
+        Chroma, ColourMatrix, ColourPrimaries, ColourRange, StreamConfig, TransferFunction,
+        VideoCodec,
+    };
+    let mut pair = connected_pair(PairConfig::default());
+    let bad = StreamConfig {
+        stream_id: 0,
+        codec: VideoCodec::H264,
+        width: 0,
+        height: 1080,
+        fps_millihz: 60_000,
+        bit_depth: 8,
+        chroma: Chroma::Yuv420,
+        matrix: ColourMatrix::Bt709,
+        range: ColourRange::Limited,
+        primaries: ColourPrimaries::Bt709,
+        transfer: TransferFunction::Bt709,
+    };
+    assert!(pair.host.send_stream_config(bad).is_err());
+    assert!(pair.host.send_stream_config(StreamConfig { width: 1920, ..bad }).is_ok());
+    pair.run_for(Duration::from_millis(50));
+    assert!(pair
+        .viewer_events
+        .iter()
+        .any(|(_, e)| matches!(e, ViewerEvent::StreamConfig(c) if c.width == 1920)));
+    assert!(pair.viewer.is_established());
+}

@@ -113,6 +113,8 @@ fn messages() -> Vec<(&'static str, Message)> {
                 keyframe: true,
                 fragment_index: 0,
                 fragment_count: 2,
+                data_fragments: 1,
+                au_len: 6,
                 times: Some(HostStageTimes {
                     capture_start: HostMicros(1),
                     capture_end: HostMicros(2),

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
-use crate::coding::{Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
+use crate::coding::{check_sendable, DecodeError, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
 use crate::input::HeldInput;
 use crate::msg::{
     AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
@@ -280,13 +280,14 @@ impl HostSession {
 
     // --- mutators ---
 
-    /// Announces a video stream's format.
-    pub fn send_stream_config(&mut self, cfg: StreamConfig) {
-        self.queue_control(Message::Control(Control::StreamConfig(cfg)));
+    /// Announces a video stream's format. Refused (and not sent) when the viewer would reject
+    /// it.
+    pub fn send_stream_config(&mut self, cfg: StreamConfig) -> Result<(), DecodeError> {
+        self.queue_checked(Message::Control(Control::StreamConfig(cfg)))
     }
-    /// Sends a cursor image (reliably).
-    pub fn send_cursor_shape(&mut self, shape: CursorShape) {
-        self.queue_control(Message::CursorShape(shape));
+    /// Sends a cursor image (reliably). Refused (and not sent) when the viewer would reject it.
+    pub fn send_cursor_shape(&mut self, shape: CursorShape) -> Result<(), DecodeError> {
+        self.queue_checked(Message::CursorShape(shape))
     }
     /// Sends a video fragment as a datagram.
     pub fn send_video(&mut self, frag: VideoFragment) {
@@ -508,6 +509,12 @@ impl HostSession {
                     message: message.to_owned(),
                 },
             ))));
+    }
+
+    fn queue_checked(&mut self, m: Message) -> Result<(), DecodeError> {
+        check_sendable(&m)?;
+        self.queue_control(m);
+        Ok(())
     }
 
     fn queue_control(&mut self, m: Message) {

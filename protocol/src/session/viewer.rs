@@ -90,6 +90,10 @@ pub enum SendInputError {
     /// The host did not agree to this kind of input (e.g. view-only session).
     #[error("input kind not negotiated with the host")]
     NotNegotiated,
+    /// The event breaks a rule of the format (e.g. a NaN pen position, shuttle beyond ±7) and
+    /// the host would close the session over it.
+    #[error("invalid input event: {0}")]
+    Invalid(crate::coding::DecodeError),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +270,12 @@ impl ViewerSession {
         if !input_allowed(&caps, &event) {
             return Err(SendInputError::NotNegotiated);
         }
+        let probe = Message::Input(crate::msg::InputMessage {
+            seq: 1,
+            viewer_time_us: 0,
+            event,
+        });
+        crate::coding::check_sendable(&probe).map_err(SendInputError::Invalid)?;
         Ok(self.input.push(self.clock.micros(now), event))
     }
 
