@@ -59,6 +59,7 @@ struct Control {
     keyframe: AtomicBool,
     bitrate_bps: AtomicU32,
     stop: AtomicBool,
+    finished: AtomicBool,
 }
 
 /// A handle to the running pipeline, cheap to clone into each session.
@@ -113,6 +114,12 @@ impl VideoFeed {
     pub fn stop(&self) {
         self.control.stop.store(true, Ordering::SeqCst);
     }
+
+    /// Whether the thread has ended (stopped, or its frame limit reached); the record file is
+    /// complete then.
+    pub fn is_finished(&self) -> bool {
+        self.control.finished.load(Ordering::SeqCst)
+    }
 }
 
 /// Starts the pipeline thread over `source` with the encoder `make_encoder` builds for a size.
@@ -131,6 +138,7 @@ pub fn start(
         keyframe: AtomicBool::new(true),
         bitrate_bps: AtomicU32::new(settings.encoder.bitrate_bps),
         stop: AtomicBool::new(false),
+        finished: AtomicBool::new(false),
     });
     let feed = VideoFeed {
         units: units.clone(),
@@ -273,6 +281,10 @@ pub fn start(
                     break;
                 }
             }
+            if let Some(mut w) = record.take() {
+                let _ = w.flush();
+            }
+            control.finished.store(true, Ordering::SeqCst);
         })?;
     Ok(feed)
 }
