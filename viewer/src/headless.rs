@@ -53,7 +53,10 @@ impl Recorder {
 
     /// Frames decoded so far.
     pub fn decoded(&self) -> u64 {
-        let r = self.recording.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = self
+            .recording
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         r.records.len() as u64 + r.unrecorded
     }
 }
@@ -61,7 +64,10 @@ impl Recorder {
 impl FrameSink for Recorder {
     fn frame(&mut self, frame: DecodedFrame) {
         let clock = current_clock(&self.clock);
-        let mut r = self.recording.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut r = self
+            .recording
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         r.first_at.get_or_insert(now);
         r.last_at = Some(now);

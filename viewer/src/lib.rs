@@ -4,6 +4,15 @@
 //! pinned by fingerprint), runs a [`sightline_protocol::ViewerSession`], and (in later stages)
 //! decodes, presents and sends input. [`net`] is the only module that touches quinn.
 
+pub mod app;
 pub mod config;
+pub mod convert;
+pub mod decode;
 pub mod frame;
+pub mod headless;
 pub mod net;
+pub mod overlay;
+pub mod stats;
+pub mod video;
+pub mod wan;
+pub mod window;

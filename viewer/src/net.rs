@@ -276,8 +276,10 @@ pub async fn connect_with(
             .capabilities
             .video_codecs
             .union(VideoCodecs::H264);
-        session_cfg.capabilities.bit_depths = session_cfg.capabilities.bit_depths.union(BitDepths::EIGHT);
-        session_cfg.capabilities.chroma = session_cfg.capabilities.chroma.union(ChromaFormats::YUV420);
+        session_cfg.capabilities.bit_depths =
+            session_cfg.capabilities.bit_depths.union(BitDepths::EIGHT);
+        session_cfg.capabilities.chroma =
+            session_cfg.capabilities.chroma.union(ChromaFormats::YUV420);
     } else {
         session_cfg.capabilities.video_codecs = VideoCodecs::EMPTY;
     }
@@ -327,7 +329,7 @@ pub async fn connect_with(
 
     // Stage: hello.
     let now = Instant::now();
-    let clock = viewer_clock(now);
+    let clock = viewer_clock();
     let mut session = ViewerSession::new(session_cfg, now, clock);
     while let Some(t) = session.poll_transmit(now) {
         ctl_send
@@ -636,12 +638,16 @@ async fn run(
     }
 }
 
-/// The viewer wire clock: microseconds since the Unix epoch at start, advanced monotonically.
-pub fn viewer_clock(now: Instant) -> WireClock {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    WireClock::new(now, since_epoch.as_micros() as u64)
+/// The viewer wire clock: microseconds since the Unix epoch when first asked, advanced by the
+/// monotonic clock. One per process, so every part of the viewer stamps on the same clock.
+pub fn viewer_clock() -> WireClock {
+    static CLOCK: std::sync::OnceLock<WireClock> = std::sync::OnceLock::new();
+    *CLOCK.get_or_init(|| {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        WireClock::new(Instant::now(), since_epoch.as_micros() as u64)
+    })
 }
 
 /// Turns a failed handshake into words a user can act on.

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{json, Value};
+use sightline_protocol::msg::HostStageTimes;
 use sightline_protocol::stats::{FrameLatency, ViewerStageTimes, STAGES};
 use sightline_protocol::time::ClockEstimate;
 
@@ -33,16 +34,49 @@ impl FrameRecord {
     /// Builds the record for `f` presented at `presented_us`; `None` without host times or a
     /// clock estimate.
     pub fn new(f: &DecodedFrame, presented_us: u64, clock: &ClockEstimate) -> Option<Self> {
-        let host = f.host_times?;
+        FrameTimes::of(f).record(presented_us, clock)
+    }
+}
+
+/// A decoded frame's timestamps without its pixels, kept until the frame is presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTimes {
+    /// Host frame number.
+    pub frame: u32,
+    /// Host stage times.
+    pub host: Option<HostStageTimes>,
+    /// Viewer clock (µs): first fragment.
+    pub first_packet_us: u64,
+    /// Viewer clock (µs): complete.
+    pub reassembled_us: u64,
+    /// Viewer clock (µs): decoded.
+    pub decoded_us: u64,
+}
+
+impl FrameTimes {
+    /// The timestamps of `f`.
+    pub fn of(f: &DecodedFrame) -> Self {
+        FrameTimes {
+            frame: f.frame,
+            host: f.host_times,
+            first_packet_us: f.first_packet_us,
+            reassembled_us: f.reassembled_us,
+            decoded_us: f.decoded_us,
+        }
+    }
+
+    /// The record for this frame presented at `presented_us`; `None` without host times.
+    pub fn record(&self, presented_us: u64, clock: &ClockEstimate) -> Option<FrameRecord> {
+        let host = self.host?;
         let viewer = ViewerStageTimes {
-            first_packet: f.first_packet_us,
-            last_packet: f.reassembled_us,
-            reassembled: f.reassembled_us,
-            decoded: f.decoded_us,
+            first_packet: self.first_packet_us,
+            last_packet: self.reassembled_us,
+            reassembled: self.reassembled_us,
+            decoded: self.decoded_us,
             presented: presented_us,
         };
         Some(FrameRecord {
-            frame: f.frame,
+            frame: self.frame,
             latency: FrameLatency::compute(&host, &viewer, clock),
             presented_us,
         })
