@@ -15,18 +15,18 @@ use sightline_certs::{
     Identity,
 };
 use sightline_protocol::msg::{Capabilities, InputEvent};
+use sightline_protocol::msg::{CursorPosition, CursorShape, StreamConfig};
 use sightline_protocol::session::{HostConfig, HostEvent, HostSession, InputOrigin};
-use sightline_protocol::msg::StreamConfig;
 use sightline_protocol::time::{HostMicros, WireClock};
-use sightline_protocol::video::{packetize, FecConfig, FRAGMENT_OVERHEAD};
 use sightline_protocol::transport::{
     crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
 };
+use sightline_protocol::video::{packetize, FecConfig, FRAGMENT_OVERHEAD};
 use sightline_protocol::{Channel, ALPN};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::pipeline::{EncodedUnit, Subscription, VideoFeed};
+use crate::pipeline::{CursorUpdate, EncodedUnit, Subscription, VideoFeed};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Everything the network layer needs.
@@ -412,6 +412,7 @@ impl SessionCtx {
         let mut video: Option<Subscription> = None;
         let mut sent_config: Option<StreamConfig> = None;
         let mut frames_sent: u64 = 0;
+        let mut sent_cursor_serial: Option<u32> = None;
         loop {
             let now = Instant::now();
             while let Some(t) = session.poll_transmit(now) {
@@ -486,43 +487,49 @@ impl SessionCtx {
             let wake = session
                 .poll_timeout()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-            tokio::select! {
-                msg = rx.recv() => {
-                    let now = Instant::now();
-                    match msg {
-                        Some(NetIn::Stream(ch, bytes)) => session.handle_stream(now, ch, &bytes),
-                        Some(NetIn::Datagram(d)) => session.handle_datagram(now, &d),
-                        Some(NetIn::Lost(why)) => session.handle_connection_lost(now, &why),
-                        None => session.handle_connection_lost(now, "all readers ended"),
+            let (units, cursor) = match video.as_mut() {
+                Some(v) => (Some(&mut v.units), Some(&mut v.cursor)),
+                None => (None, None),
+            };
+            let woke = tokio::select! {
+                msg = rx.recv() => Wake::Net(msg),
+                _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
+                c = next_cursor(cursor) => Wake::Cursor(c),
+                u = next_unit(units) => Wake::Unit(u),
+            };
+            let now = Instant::now();
+            match woke {
+                Wake::Net(Some(NetIn::Stream(ch, bytes))) => session.handle_stream(now, ch, &bytes),
+                Wake::Net(Some(NetIn::Datagram(d))) => session.handle_datagram(now, &d),
+                Wake::Net(Some(NetIn::Lost(why))) => session.handle_connection_lost(now, &why),
+                Wake::Net(None) => session.handle_connection_lost(now, "all readers ended"),
+                Wake::Timer => session.handle_timeout(now),
+                Wake::Cursor(Some(c)) => {
+                    self.send_cursor(&mut session, &c, &mut sent_cursor_serial)
+                }
+                Wake::Cursor(None) => {}
+                Wake::Unit(Ok(unit)) => {
+                    if sent_config != Some(unit.config) {
+                        if let Err(e) = session.send_stream_config(unit.config) {
+                            warn!(error = %e, "stream configuration not sendable");
+                        }
+                        sent_config = Some(unit.config);
+                    }
+                    self.send_unit(&mut session, &conn, &unit);
+                    frames_sent += 1;
+                }
+                Wake::Unit(Err(broadcast::error::RecvError::Lagged(n))) => {
+                    // This session fell behind: the frames it missed are gone, so its decoder
+                    // needs a fresh start.
+                    debug!(skipped = n, "session lagged behind the encoder");
+                    if let Some(v) = &video {
+                        v.request_keyframe();
                     }
                 }
-                _ = tokio::time::sleep_until(wake.into()) => {
-                    session.handle_timeout(Instant::now());
+                Wake::Unit(Err(broadcast::error::RecvError::Closed)) => {
+                    info!("video pipeline ended");
+                    video = None;
                 }
-                unit = next_unit(&mut video) => match unit {
-                    Ok(unit) => {
-                        if sent_config != Some(unit.config) {
-                            if let Err(e) = session.send_stream_config(unit.config) {
-                                warn!(error = %e, "stream configuration not sendable");
-                            }
-                            sent_config = Some(unit.config);
-                        }
-                        self.send_unit(&mut session, &conn, &unit);
-                        frames_sent += 1;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        // This session fell behind: the frames it missed are gone, so its
-                        // decoder needs a fresh start.
-                        debug!(skipped = n, "session lagged behind the encoder");
-                        if let Some(v) = &video {
-                            v.request_keyframe();
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        info!("video pipeline ended");
-                        video = None;
-                    }
-                },
             }
         }
         debug!(frames_sent, "session loop done");
@@ -538,17 +545,66 @@ impl SessionCtx {
     }
 }
 
+/// What woke the session loop.
+enum Wake {
+    Net(Option<NetIn>),
+    Timer,
+    Cursor(Option<CursorUpdate>),
+    Unit(Result<Arc<EncodedUnit>, broadcast::error::RecvError>),
+}
+
 /// The next encoded frame, or never when the session has no video.
 async fn next_unit(
-    video: &mut Option<Subscription>,
-) -> Result<Arc<EncodedUnit>, tokio::sync::broadcast::error::RecvError> {
-    match video {
-        Some(v) => v.units.recv().await,
+    units: Option<&mut broadcast::Receiver<Arc<EncodedUnit>>>,
+) -> Result<Arc<EncodedUnit>, broadcast::error::RecvError> {
+    match units {
+        Some(u) => u.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next cursor change, or never when the session has no video.
+async fn next_cursor(
+    cursor: Option<&mut watch::Receiver<Option<CursorUpdate>>>,
+) -> Option<CursorUpdate> {
+    match cursor {
+        Some(c) => {
+            if c.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            c.borrow_and_update().clone()
+        }
         None => std::future::pending().await,
     }
 }
 
 impl SessionCtx {
+    /// Sends the cursor image once per serial (reliably) and the position as a datagram.
+    fn send_cursor(&self, session: &mut HostSession, c: &CursorUpdate, sent: &mut Option<u32>) {
+        if let Some(img) = &c.image {
+            if *sent != Some(img.serial) {
+                let shape = CursorShape {
+                    id: img.serial,
+                    width: img.width,
+                    height: img.height,
+                    hot_x: img.hot_x,
+                    hot_y: img.hot_y,
+                    rgba: img.rgba.clone(),
+                };
+                match session.send_cursor_shape(shape) {
+                    Ok(()) => *sent = Some(img.serial),
+                    Err(e) => debug!(error = %e, "cursor image not sendable"),
+                }
+            }
+        }
+        session.send_cursor_position(CursorPosition {
+            id: c.state.serial,
+            x: c.state.x,
+            y: c.state.y,
+            visible: c.state.visible,
+        });
+    }
+
     /// Cuts a frame into datagram-sized fragments (with parity) and queues them.
     fn send_unit(&self, session: &mut HostSession, conn: &quinn::Connection, unit: &EncodedUnit) {
         let max = conn.max_datagram_size().unwrap_or(1200);

@@ -20,7 +20,7 @@ use sightline_protocol::time::{HostMicros, WireClock};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
-use crate::capture::{CaptureOutcome, CapturedFrame, FrameSource};
+use crate::capture::{CaptureOutcome, CapturedFrame, CursorImage, CursorState, FrameSource};
 use crate::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
 use crate::encode::{EncoderSettings, VideoEncoder};
 
@@ -62,11 +62,21 @@ struct Control {
     finished: AtomicBool,
 }
 
+/// The cursor as sessions should show it: position plus the image for its serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorUpdate {
+    /// Position and serial.
+    pub state: CursorState,
+    /// The image with `state.serial`, once the source provided it.
+    pub image: Option<Arc<CursorImage>>,
+}
+
 /// A handle to the running pipeline, cheap to clone into each session.
 #[derive(Debug, Clone)]
 pub struct VideoFeed {
     units: broadcast::Sender<Arc<EncodedUnit>>,
     config: watch::Receiver<Option<StreamConfig>>,
+    cursor: watch::Receiver<Option<CursorUpdate>>,
     control: Arc<Control>,
 }
 
@@ -77,6 +87,8 @@ pub struct Subscription {
     pub units: broadcast::Receiver<Arc<EncodedUnit>>,
     /// The current stream configuration.
     pub config: watch::Receiver<Option<StreamConfig>>,
+    /// The cursor.
+    pub cursor: watch::Receiver<Option<CursorUpdate>>,
     control: Arc<Control>,
 }
 
@@ -98,9 +110,13 @@ impl VideoFeed {
     pub fn subscribe(&self) -> Subscription {
         self.control.viewers.fetch_add(1, Ordering::SeqCst);
         self.control.keyframe.store(true, Ordering::SeqCst);
+        let mut cursor = self.cursor.clone();
+        // A new session must get the current cursor even though it did not change.
+        cursor.mark_changed();
         Subscription {
             units: self.units.subscribe(),
             config: self.config.clone(),
+            cursor,
             control: self.control.clone(),
         }
     }
@@ -133,6 +149,7 @@ pub fn start(
 ) -> std::io::Result<VideoFeed> {
     let (units, _) = broadcast::channel(4);
     let (config_tx, config) = watch::channel(None);
+    let (cursor_tx, cursor) = watch::channel::<Option<CursorUpdate>>(None);
     let control = Arc::new(Control {
         viewers: AtomicUsize::new(0),
         keyframe: AtomicBool::new(true),
@@ -143,24 +160,29 @@ pub fn start(
     let feed = VideoFeed {
         units: units.clone(),
         config,
+        cursor,
         control: control.clone(),
     };
     std::thread::Builder::new()
         .name("sightline-video".into())
         .spawn(move || {
-            let mut record = settings.record.as_ref().and_then(|p| match File::create(p) {
-                Ok(f) => Some(std::io::BufWriter::new(f)),
-                Err(e) => {
-                    warn!(path = %p.display(), error = %e, "cannot create the record file");
-                    None
-                }
-            });
+            let mut record = settings
+                .record
+                .as_ref()
+                .and_then(|p| match File::create(p) {
+                    Ok(f) => Some(std::io::BufWriter::new(f)),
+                    Err(e) => {
+                        warn!(path = %p.display(), error = %e, "cannot create the record file");
+                        None
+                    }
+                });
             info!(source = %source.describe(), "video pipeline ready");
             let mut frame = CapturedFrame::new();
             let mut picture = I420::new(2, 2);
             let mut encoder: Option<Box<dyn VideoEncoder>> = None;
             let mut bitrate = settings.encoder.bitrate_bps;
             let mut frame_number: u32 = 0;
+            let mut cursor_image: Option<Arc<CursorImage>> = None;
             let mut encoded: u64 = 0;
             let matrix = ColourMatrix::Bt709;
             let range = ColourRange::Limited;
@@ -173,7 +195,8 @@ pub fn start(
                 if want_key {
                     source.invalidate();
                 }
-                let outcome = match source.next_frame(&mut frame, Duration::from_millis(50)) {
+                // A short timeout keeps cursor updates flowing while the screen is still.
+                let outcome = match source.next_frame(&mut frame, Duration::from_millis(16)) {
                     Ok(o) => o,
                     Err(e) => {
                         warn!(error = %e, "capture failed; retrying");
@@ -181,6 +204,20 @@ pub fn start(
                         continue;
                     }
                 };
+                if let Some(img) = source.cursor_image() {
+                    cursor_image = Some(Arc::new(img));
+                }
+                if let Some(state) = source.cursor() {
+                    let image = cursor_image.clone().filter(|i| i.serial == state.serial);
+                    let update = CursorUpdate { state, image };
+                    cursor_tx.send_if_modified(|c| {
+                        let changed = c.as_ref() != Some(&update);
+                        if changed {
+                            *c = Some(update);
+                        }
+                        changed
+                    });
+                }
                 match outcome {
                     CaptureOutcome::Timeout => continue,
                     CaptureOutcome::Reinit(why) => {
@@ -209,7 +246,12 @@ pub fn start(
                                 primaries: ColourPrimaries::Bt709,
                                 transfer: TransferFunction::Bt709,
                             };
-                            info!(encoder = caps.name, width = cfg.width, height = cfg.height, "encoder ready");
+                            info!(
+                                encoder = caps.name,
+                                width = cfg.width,
+                                height = cfg.height,
+                                "encoder ready"
+                            );
                             let _ = config_tx.send(Some(cfg));
                             encoder = Some(e);
                             picture = I420::new(w, h);
@@ -223,7 +265,9 @@ pub fn start(
                         }
                     }
                 }
-                let Some(enc) = encoder.as_mut() else { continue };
+                let Some(enc) = encoder.as_mut() else {
+                    continue;
+                };
                 let want_bitrate = control.bitrate_bps.load(Ordering::SeqCst);
                 if want_bitrate != bitrate {
                     bitrate = want_bitrate;
@@ -249,7 +293,9 @@ pub fn start(
                     }
                 };
                 let encode_end = Instant::now();
-                let Some(cfg) = *config_tx.borrow() else { continue };
+                let Some(cfg) = *config_tx.borrow() else {
+                    continue;
+                };
                 let at = |t: Instant| HostMicros(clock.micros(t));
                 let unit = EncodedUnit {
                     frame: frame_number,
@@ -271,13 +317,21 @@ pub fn start(
                         record = None;
                     }
                 }
-                debug!(frame = frame_number, bytes = unit.data.len(), key = unit.keyframe, "encoded");
+                debug!(
+                    frame = frame_number,
+                    bytes = unit.data.len(),
+                    key = unit.keyframe,
+                    "encoded"
+                );
                 frame_number = frame_number.wrapping_add(1);
                 encoded += 1;
                 // No receivers (between sessions) is fine: the frame is simply not sent.
                 let _ = units.send(Arc::new(unit));
                 if settings.max_frames > 0 && encoded >= settings.max_frames {
-                    info!(frames = encoded, "frame limit reached; video pipeline stops");
+                    info!(
+                        frames = encoded,
+                        "frame limit reached; video pipeline stops"
+                    );
                     break;
                 }
             }
