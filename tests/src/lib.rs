@@ -2,6 +2,7 @@
 //! loopback port, with its events collected.
 
 pub mod relay;
+pub mod xvfb;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

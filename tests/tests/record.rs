@@ -47,7 +47,10 @@ async fn recorded_stream_decodes_with_ffmpeg_to_the_same_frame_count() {
     // The pipeline stops after FRAMES and closes the file.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !feed.is_finished() {
-        assert!(Instant::now() < deadline, "pipeline did not stop at its frame limit");
+        assert!(
+            Instant::now() < deadline,
+            "pipeline did not stop at its frame limit"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(sub);
@@ -69,8 +72,15 @@ async fn recorded_stream_decodes_with_ffmpeg_to_the_same_frame_count() {
         .expect("ffprobe must be installed (apt-get install ffmpeg; scripts/deps.sh does it)");
     let text = String::from_utf8_lossy(&out.stdout);
     println!("ffprobe: {text}");
-    assert!(out.status.success(), "ffprobe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("codec_name=h264"), "{text}");
-    assert!(text.contains("width=640") && text.contains("height=360"), "{text}");
+    assert!(
+        text.contains("width=640") && text.contains("height=360"),
+        "{text}"
+    );
     assert!(text.contains(&format!("nb_read_frames={FRAMES}")), "{text}");
 }

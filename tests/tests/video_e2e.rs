@@ -62,7 +62,9 @@ fn psnr(a: &[u8], b: &[u8]) -> f64 {
 }
 
 fn plane(data: &[u8], stride: usize, w: usize, h: usize) -> Vec<u8> {
-    (0..h).flat_map(|r| data[r * stride..r * stride + w].iter().copied()).collect()
+    (0..h)
+        .flat_map(|r| data[r * stride..r * stride + w].iter().copied())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,12 +131,20 @@ async fn synthetic_1080p60_reaches_the_viewer_with_high_fidelity() {
     )
     .await
     .expect("connect");
-    assert!(conn.welcome.capabilities.video_codecs.contains(VideoCodecs::H264));
+    assert!(conn
+        .welcome
+        .capabilities
+        .video_codecs
+        .contains(VideoCodecs::H264));
 
     // Let 240 frames (4 s at 60 fps) through.
     let deadline = Instant::now() + Duration::from_secs(40);
     while seen.lock().unwrap().len() < 240 {
-        assert!(Instant::now() < deadline, "only {} frames decoded", seen.lock().unwrap().len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} frames decoded",
+            seen.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     conn.close("done").await;
@@ -176,10 +186,19 @@ async fn synthetic_1080p60_reaches_the_viewer_with_high_fidelity() {
         let y_got = plane(&f.y, f.y_stride, W as usize, H as usize);
         let y_want = plane(&want.y, want.y_stride, W as usize, H as usize);
         let (cw, ch) = (W as usize / 2, H as usize / 2);
-        let u = psnr(&plane(&f.u, f.uv_stride, cw, ch), &plane(&want.u, want.uv_stride, cw, ch));
-        let v = psnr(&plane(&f.v, f.uv_stride, cw, ch), &plane(&want.v, want.uv_stride, cw, ch));
+        let u = psnr(
+            &plane(&f.u, f.uv_stride, cw, ch),
+            &plane(&want.u, want.uv_stride, cw, ch),
+        );
+        let v = psnr(
+            &plane(&f.v, f.uv_stride, cw, ch),
+            &plane(&want.v, want.uv_stride, cw, ch),
+        );
         let y = psnr(&y_got, &y_want);
-        println!("frame {} (source {seq}): PSNR Y {y:.2} dB, U {u:.2} dB, V {v:.2} dB", f.frame);
+        println!(
+            "frame {} (source {seq}): PSNR Y {y:.2} dB, U {u:.2} dB, V {v:.2} dB",
+            f.frame
+        );
         worst = worst.min(y).min(u).min(v);
         checked += 1;
     }
