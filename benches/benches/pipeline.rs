@@ -39,7 +39,8 @@ fn run(w: u32, h: u32, frames: usize) {
         openh264::decoder::DecoderConfig::new(),
     )
     .expect("decoder");
-    let (mut cap, mut conv, mut encs, mut decs, mut total) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut cap, mut conv, mut encs, mut decs, mut total) =
+        (vec![], vec![], vec![], vec![], vec![]);
     let mut bytes = 0usize;
     let mut first = true;
     for i in 0..frames {
@@ -53,7 +54,13 @@ fn run(w: u32, h: u32, frames: usize) {
             bgrx_to_i420(&frame, ColourMatrix::Bt709, ColourRange::Limited, &mut pic);
         } else {
             for r in &frame.damage {
-                bgrx_to_i420_rect(&frame, *r, ColourMatrix::Bt709, ColourRange::Limited, &mut pic);
+                bgrx_to_i420_rect(
+                    &frame,
+                    *r,
+                    ColourMatrix::Bt709,
+                    ColourRange::Limited,
+                    &mut pic,
+                );
             }
         }
         let t2 = Instant::now();
@@ -81,7 +88,11 @@ fn run(w: u32, h: u32, frames: usize) {
         ("capture+convert+encode", &mut total),
         ("decode", &mut decs),
     ] {
-        println!("  {name:<28} p50 {:7.2} ms   p99 {:7.2} ms", pct(v, 0.5), pct(v, 0.99));
+        println!(
+            "  {name:<28} p50 {:7.2} ms   p99 {:7.2} ms",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
     }
     println!(
         "  bitrate at {fps} fps: {:.2} Mbit/s ({} bytes/frame)",

@@ -7,15 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{AuthorizedViewers, Identity, Role};
-use sightline_host::config::{self, DEFAULT_PORT};
-use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::capture::synthetic::SyntheticSource;
 use sightline_host::capture::FrameSource;
+use sightline_host::config::{self, DEFAULT_PORT};
 use sightline_host::encode::EncoderSettings;
+use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
 use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, VideoCodecs};
-use sightline_protocol::video::FecConfig;
 use sightline_protocol::session::HostConfig;
+use sightline_protocol::video::FecConfig;
 use tokio::sync::mpsc;
 
 /// Sightline host agent: serves this workstation's display over QUIC (TLS 1.3, AES-256-GCM) to
@@ -105,7 +105,10 @@ fn open_source(args: &Args) -> anyhow::Result<Option<Box<dyn FrameSource>>> {
         Some(SourceKind::Synthetic) => Ok(Some(synthetic())),
         Some(SourceKind::X11) => Ok(Some(open_x11(args.display.as_deref())?)),
         None => {
-            let display = args.display.clone().or_else(|| std::env::var("DISPLAY").ok());
+            let display = args
+                .display
+                .clone()
+                .or_else(|| std::env::var("DISPLAY").ok());
             match display {
                 Some(d) if !d.is_empty() => match open_x11(Some(&d)) {
                     Ok(s) => Ok(Some(s)),
@@ -125,7 +128,9 @@ fn open_source(args: &Args) -> anyhow::Result<Option<Box<dyn FrameSource>>> {
 
 #[cfg(target_os = "linux")]
 fn open_x11(display: Option<&str>) -> anyhow::Result<Box<dyn FrameSource>> {
-    Ok(Box::new(sightline_host::capture::x11::X11Source::open(display)?))
+    Ok(Box::new(sightline_host::capture::x11::X11Source::open(
+        display,
+    )?))
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -164,7 +169,10 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    let identity_dir = args.identity.clone().unwrap_or_else(config::default_identity_dir);
+    let identity_dir = args
+        .identity
+        .clone()
+        .unwrap_or_else(config::default_identity_dir);
     let authorized_path = args
         .authorized
         .clone()

@@ -6,20 +6,16 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{Identity, TrustPolicy};
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
-use sightline_protocol::msg::{Capabilities, CursorShape, StreamConfig};
+use sightline_protocol::msg::{Capabilities, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
-use sightline_viewer::app::{run_window, AppEvent, WindowOptions, WindowShared};
+use sightline_viewer::app::WindowOptions;
 use sightline_viewer::config::{self, HostAddr};
-use sightline_viewer::frame::CursorOverlay;
 use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
-use sightline_viewer::window::{
-    wake, PendingTimes, StatsUpdater, WindowProxy, WindowSink, STATS_INTERVAL,
-};
+use sightline_viewer::window::{run_windowed, WindowedEnd};
 
 /// Sightline viewer: connects to a host agent over QUIC (TLS 1.3, AES-256-GCM), authenticated
 /// both ways, and shows its display.
@@ -124,7 +120,21 @@ fn main() -> anyhow::Result<()> {
         return rt.block_on(run_headless(opts, &args));
     }
     if args.pings == 0 {
-        return run_windowed(rt, opts, &args);
+        let window = WindowOptions {
+            title: String::new(),
+            fullscreen: args.fullscreen,
+            show_stats: args.stats,
+            initial_size: None,
+        };
+        match run_windowed(rt, opts, window)? {
+            WindowedEnd::ConnectFailed(e) => {
+                eprintln!("viewer: cannot connect to {}: {e}", args.host);
+                std::process::exit(2);
+            }
+            WindowedEnd::SessionEnded(reason) => eprintln!("viewer: session ended: {reason}"),
+            WindowedEnd::WindowClosed => {}
+        }
+        return Ok(());
     }
     rt.block_on(async move {
         let mut conn = match connect(opts).await {
@@ -291,151 +301,6 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
-}
-
-/// The window on this thread, the session on a network thread.
-fn run_windowed(
-    rt: tokio::runtime::Runtime,
-    opts: ConnectOptions,
-    args: &Args,
-) -> anyhow::Result<()> {
-    let shared = Arc::new(WindowShared::new());
-    let proxy: WindowProxy = Arc::default();
-    let window_closed = Arc::new(tokio::sync::Notify::new());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
-    let net = {
-        let (shared, proxy, window_closed) = (shared.clone(), proxy.clone(), window_closed.clone());
-        std::thread::Builder::new()
-            .name("sightline-session".into())
-            .spawn(move || {
-                rt.block_on(session_for_window(
-                    opts,
-                    shared,
-                    proxy,
-                    window_closed,
-                    ready_tx,
-                ))
-            })?
-    };
-    let title = match ready_rx.recv() {
-        Ok(Ok(title)) => title,
-        Ok(Err(e)) => {
-            eprintln!("viewer: cannot connect to {}: {e}", args.host);
-            std::process::exit(2);
-        }
-        Err(_) => anyhow::bail!("the session thread ended before connecting"),
-    };
-    let opts = WindowOptions {
-        title,
-        fullscreen: args.fullscreen,
-        show_stats: args.stats,
-        initial_size: None,
-    };
-    let proxy_slot = proxy.clone();
-    let result = run_window(opts, shared, move |p| {
-        let _ = proxy_slot.set(p);
-    });
-    window_closed.notify_one();
-    let ended = net.join().unwrap_or(None);
-    result.context("viewer window")?;
-    if let Some(reason) = ended {
-        eprintln!("viewer: session ended: {reason}");
-    }
-    Ok(())
-}
-
-/// Runs the session behind the window; returns why it ended when the host ended it.
-async fn session_for_window(
-    opts: ConnectOptions,
-    shared: Arc<WindowShared>,
-    proxy: WindowProxy,
-    window_closed: Arc<tokio::sync::Notify>,
-    ready: std::sync::mpsc::Sender<Result<String, String>>,
-) -> Option<String> {
-    let pending = PendingTimes::default();
-    let clock = SharedClock::default();
-    let media = Media {
-        video: Some(Box::new(WindowSink::new(
-            shared.clone(),
-            proxy.clone(),
-            pending.clone(),
-        ))),
-        clock: clock.clone(),
-        ..Media::default()
-    };
-    let totals = media.totals.clone();
-    let host = opts.host.clone();
-    let mut conn = match connect_media(opts, media).await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return None;
-        }
-    };
-    let _ = ready.send(Ok(format!(
-        "{} — Sightline ({host})",
-        conn.welcome.host_name
-    )));
-    let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals);
-    let mut tick = tokio::time::interval(STATS_INTERVAL);
-    let mut stream: Option<StreamConfig> = None;
-    let mut cursor_shapes: HashMap<u32, CursorShape> = HashMap::new();
-    let mut cur_id = u32::MAX;
-    loop {
-        tokio::select! {
-            ev = conn.next_event() => match ev {
-                Some(ViewerEvent::StreamConfig(c)) => stream = Some(c),
-                Some(ViewerEvent::CursorShape(c)) => {
-                    let mut cur = shared.cursor.lock().unwrap_or_else(PoisonError::into_inner);
-                    if cursor_shapes.len() >= 64 {
-                        cursor_shapes.clear();
-                    }
-                    cursor_shapes.insert(c.id, c);
-                    if let Some(s) = cursor_shapes.get(&cur_id) { apply_shape(&mut cur, s); }
-                    drop(cur);
-                    wake(&proxy, AppEvent::FrameReady);
-                }
-                Some(ViewerEvent::CursorPosition(p)) => {
-                    let mut cur = shared.cursor.lock().unwrap_or_else(PoisonError::into_inner);
-                    cur.x = p.x;
-                    cur.y = p.y;
-                    cur.visible = p.visible;
-                    if p.id != cur_id {
-                        cur_id = p.id;
-                        if let Some(s) = cursor_shapes.get(&cur_id) { apply_shape(&mut cur, s); }
-                    }
-                    drop(cur);
-                    wake(&proxy, AppEvent::FrameReady);
-                }
-                Some(ViewerEvent::Closed(r)) => {
-                    wake(&proxy, AppEvent::SessionEnded(r.to_string()));
-                    return Some(r.to_string());
-                }
-                Some(_) => {}
-                None => {
-                    wake(&proxy, AppEvent::SessionEnded("session ended".into()));
-                    return Some("session ended".into());
-                }
-            },
-            _ = tick.tick() => {
-                let (codec, size) = stream.map_or((String::new(), (0, 0)), |c| (format!("{:?}", c.codec), (c.width, c.height)));
-                updater.update(&codec, size);
-                wake(&proxy, AppEvent::FrameReady);
-            }
-            _ = window_closed.notified() => {
-                conn.close("window closed").await;
-                return None;
-            }
-        }
-    }
-}
-
-fn apply_shape(cur: &mut CursorOverlay, s: &CursorShape) {
-    cur.rgba = s.rgba.clone();
-    cur.width = s.width as u32;
-    cur.height = s.height as u32;
-    cur.hot_x = s.hot_x as u32;
-    cur.hot_y = s.hot_y as u32;
 }
 
 fn config_name() -> String {

@@ -6,12 +6,18 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
+use sightline_protocol::msg::{CursorShape, StreamConfig};
+use sightline_protocol::session::ViewerEvent;
 use winit::event_loop::EventLoopProxy;
 
-use crate::app::{AppEvent, WindowShared};
+use crate::app::{run_window, AppEvent, WindowError, WindowOptions, WindowShared};
 use crate::decode::FrameSink;
+use crate::frame::CursorOverlay;
 use crate::frame::{DecodedFrame, StatsSnapshot};
 use crate::net::viewer_clock;
+use crate::net::{connect_media, ConnectOptions, Media};
 use crate::stats::{
     current_clock, stage_percentiles, FrameRecord, FrameTimes, SessionTotals, SharedClock,
 };
@@ -150,3 +156,164 @@ impl StatsUpdater {
 
 /// How often the overlay's figures are refreshed.
 pub const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Connects, then runs the window on this thread and the session on a network thread until
+/// either ends. No window is opened when the connection fails.
+pub fn run_windowed(
+    rt: tokio::runtime::Runtime,
+    opts: ConnectOptions,
+    window: WindowOptions,
+) -> Result<WindowedEnd, WindowError> {
+    let shared = Arc::new(WindowShared::new());
+    let proxy: WindowProxy = Arc::default();
+    let window_closed = Arc::new(tokio::sync::Notify::new());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+    let net = {
+        let (shared, proxy, window_closed) = (shared.clone(), proxy.clone(), window_closed.clone());
+        std::thread::Builder::new()
+            .name("sightline-session".into())
+            .spawn(move || {
+                rt.block_on(session_for_window(
+                    opts,
+                    shared,
+                    proxy,
+                    window_closed,
+                    ready_tx,
+                ))
+            })
+            .map_err(|e| WindowError::NoDisplay(format!("cannot start the session thread: {e}")))?
+    };
+    let title = match ready_rx.recv() {
+        Ok(Ok(title)) => title,
+        Ok(Err(e)) => return Ok(WindowedEnd::ConnectFailed(e)),
+        Err(_) => {
+            return Ok(WindowedEnd::ConnectFailed(
+                "the session thread ended before connecting".into(),
+            ))
+        }
+    };
+    let opts = WindowOptions {
+        title: if window.title.is_empty() {
+            title
+        } else {
+            window.title
+        },
+        ..window
+    };
+    let proxy_slot = proxy.clone();
+    let result = run_window(opts, shared, move |p| {
+        let _ = proxy_slot.set(p);
+    });
+    window_closed.notify_one();
+    let ended = net.join().unwrap_or(None);
+    result?;
+    Ok(match ended {
+        Some(reason) => WindowedEnd::SessionEnded(reason),
+        None => WindowedEnd::WindowClosed,
+    })
+}
+
+/// How a windowed session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowedEnd {
+    /// The connection failed (the error says at which stage); no window was opened.
+    ConnectFailed(String),
+    /// The host ended the session or the connection dropped.
+    SessionEnded(String),
+    /// The user closed the window.
+    WindowClosed,
+}
+
+/// Runs the session behind the window; returns why it ended when the host ended it.
+async fn session_for_window(
+    opts: ConnectOptions,
+    shared: Arc<WindowShared>,
+    proxy: WindowProxy,
+    window_closed: Arc<tokio::sync::Notify>,
+    ready: std::sync::mpsc::Sender<Result<String, String>>,
+) -> Option<String> {
+    let pending = PendingTimes::default();
+    let clock = SharedClock::default();
+    let media = Media {
+        video: Some(Box::new(WindowSink::new(
+            shared.clone(),
+            proxy.clone(),
+            pending.clone(),
+        ))),
+        clock: clock.clone(),
+        ..Media::default()
+    };
+    let totals = media.totals.clone();
+    let host = opts.host.clone();
+    let mut conn = match connect_media(opts, media).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return None;
+        }
+    };
+    let _ = ready.send(Ok(format!(
+        "{} — Sightline ({host})",
+        conn.welcome.host_name
+    )));
+    let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals);
+    let mut tick = tokio::time::interval(STATS_INTERVAL);
+    let mut stream: Option<StreamConfig> = None;
+    let mut cursor_shapes: HashMap<u32, CursorShape> = HashMap::new();
+    let mut cur_id = u32::MAX;
+    loop {
+        tokio::select! {
+            ev = conn.next_event() => match ev {
+                Some(ViewerEvent::StreamConfig(c)) => stream = Some(c),
+                Some(ViewerEvent::CursorShape(c)) => {
+                    let mut cur = shared.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+                    if cursor_shapes.len() >= 64 {
+                        cursor_shapes.clear();
+                    }
+                    cursor_shapes.insert(c.id, c);
+                    if let Some(s) = cursor_shapes.get(&cur_id) { apply_shape(&mut cur, s); }
+                    drop(cur);
+                    wake(&proxy, AppEvent::FrameReady);
+                }
+                Some(ViewerEvent::CursorPosition(p)) => {
+                    let mut cur = shared.cursor.lock().unwrap_or_else(PoisonError::into_inner);
+                    cur.x = p.x;
+                    cur.y = p.y;
+                    cur.visible = p.visible;
+                    if p.id != cur_id {
+                        cur_id = p.id;
+                        if let Some(s) = cursor_shapes.get(&cur_id) { apply_shape(&mut cur, s); }
+                    }
+                    drop(cur);
+                    wake(&proxy, AppEvent::FrameReady);
+                }
+                Some(ViewerEvent::Closed(r)) => {
+                    wake(&proxy, AppEvent::SessionEnded(r.to_string()));
+                    return Some(r.to_string());
+                }
+                Some(_) => {}
+                None => {
+                    wake(&proxy, AppEvent::SessionEnded("session ended".into()));
+                    return Some("session ended".into());
+                }
+            },
+            _ = tick.tick() => {
+                let (codec, size) = stream.map_or((String::new(), (0, 0)), |c| (format!("{:?}", c.codec), (c.width, c.height)));
+                updater.update(&codec, size);
+                wake(&proxy, AppEvent::FrameReady);
+            }
+            _ = window_closed.notified() => {
+                conn.close("window closed").await;
+                return None;
+            }
+        }
+    }
+}
+
+fn apply_shape(cur: &mut CursorOverlay, s: &CursorShape) {
+    cur.rgba = s.rgba.clone();
+    cur.width = s.width as u32;
+    cur.height = s.height as u32;
+    cur.hot_x = s.hot_x as u32;
+    cur.hot_y = s.hot_y as u32;
+}

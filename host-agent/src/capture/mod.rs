@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 pub mod synthetic;
-
+#[cfg(target_os = "linux")]
+pub mod x11;
 
 /// A rectangle in frame pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

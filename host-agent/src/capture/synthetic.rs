@@ -231,7 +231,7 @@ pub fn render_dynamic(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: u
     let first_line = scroll / line_h;
     let last_line = (scroll + a.h) / line_h + 1;
     for k in first_line..=last_line {
-        let top = (k * line_h) as i64 - scroll as i64;
+        let top = a.y as i64 + (k * line_h) as i64 - scroll as i64;
         let h = hash(k as u64);
         let indent = (h % 6) as u32 * glyph_w * 2;
         let len = 20 + (h >> 8) % 60;
@@ -252,9 +252,8 @@ pub fn render_dynamic(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: u
                 }
                 let bits = (gh >> (gy % 8 * 7)) as u32;
                 for gx in 0..7u32 {
-                    let on = (gy == 0 && gh & 1 == 1)
-                        || (gx == 0 && gh & 2 == 2)
-                        || bits >> gx & 1 == 1;
+                    let on =
+                        (gy == 0 && gh & 1 == 1) || (gx == 0 && gh & 2 == 2) || bits >> gx & 1 == 1;
                     if on {
                         put(data, stride, x + gx, y as u32, FG);
                     }
@@ -281,7 +280,11 @@ fn hsv(h: f32) -> (u8, u8, u8) {
         4 => (x, 0.0, 1.0),
         _ => (1.0, 0.0, x),
     };
-    ((r * 200.0) as u8 + 30, (g * 200.0) as u8 + 30, (b * 200.0) as u8 + 30)
+    (
+        (r * 200.0) as u8 + 30,
+        (g * 200.0) as u8 + 30,
+        (b * 200.0) as u8 + 30,
+    )
 }
 
 /// Renders frame `seq` completely (for tests that need the exact source picture).
@@ -428,7 +431,10 @@ mod tests {
             assert_eq!(t, media_time_us(seq, 60));
         }
         let f = render_frame(640, 360, 5, 30);
-        assert_eq!(read_barcode(&luma_of(&f), 640, 640, 360).map(|v| v.0), Some(5));
+        assert_eq!(
+            read_barcode(&luma_of(&f), 640, 640, 360).map(|v| v.0),
+            Some(5)
+        );
     }
 
     #[test]
@@ -436,13 +442,22 @@ mod tests {
         let mut src = SyntheticSource::new(800, 600, 1000);
         let mut f = CapturedFrame::new();
         for _ in 0..5 {
-            assert_eq!(src.next_frame(&mut f, Duration::from_secs(1)).unwrap(), CaptureOutcome::Frame);
+            assert_eq!(
+                src.next_frame(&mut f, Duration::from_secs(1)).unwrap(),
+                CaptureOutcome::Frame
+            );
         }
         let want = render_frame(800, 600, f.sequence, 1000);
-        assert_eq!(f.data, want.data, "damage-only redraw must equal a full render");
+        assert_eq!(
+            f.data, want.data,
+            "damage-only redraw must equal a full render"
+        );
         assert!(!f.damage.is_empty());
         let damaged: u64 = f.damage.iter().map(Rect::area).sum();
-        assert!(damaged < 800 * 600 * 3 / 4, "static parts are not redrawn: {damaged}");
+        assert!(
+            damaged < 800 * 600 * 3 / 4,
+            "static parts are not redrawn: {damaged}"
+        );
     }
 
     #[test]

@@ -95,8 +95,11 @@ pub trait VideoEncoder: Send {
 
     /// Encodes `picture`; `force_keyframe` makes it an IDR. `Ok(None)` when the encoder chose to
     /// emit nothing for this picture.
-    fn encode(&mut self, picture: &I420, force_keyframe: bool)
-        -> Result<Option<EncodedFrame>, EncodeError>;
+    fn encode(
+        &mut self,
+        picture: &I420,
+        force_keyframe: bool,
+    ) -> Result<Option<EncodedFrame>, EncodeError>;
 
     /// Changes the target bitrate from the next frame on.
     fn set_bitrate(&mut self, bitrate_bps: u32);

@@ -55,11 +55,9 @@ impl OpenH264Encoder {
     /// A new encoder; the picture size is taken from the first picture.
     pub fn new(settings: EncoderSettings) -> Result<Self, EncodeError> {
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config_for(&settings))
-            .map_err(|e| {
-            EncodeError::Init {
-                backend: NAME,
-                detail: e.to_string(),
-            }
+            .map_err(|e| EncodeError::Init {
+            backend: NAME,
+            detail: e.to_string(),
         })?;
         Ok(OpenH264Encoder {
             encoder,

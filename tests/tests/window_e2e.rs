@@ -1,0 +1,190 @@
+//! The whole chain as a user sees it: host (synthetic source) → QUIC → viewer window on Xvfb
+//! (wgpu on mesa's lavapipe), checked by a screenshot of the screen against the known colour
+//! bars of the synthetic picture.
+
+use std::time::{Duration, Instant};
+
+use sightline_certs::TrustPolicy;
+use sightline_host::capture::synthetic::{Layout, SyntheticSource, BARS};
+use sightline_host::encode::{probe, EncoderSettings};
+use sightline_host::net::{HostEndpoint, NetConfig};
+use sightline_host::pipeline::{self, VideoSettings};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, VideoCodecs};
+use sightline_protocol::session::HostConfig;
+use sightline_protocol::video::FecConfig;
+use sightline_tests::xvfb::{private_dir, Xvfb};
+use sightline_tests::Pki;
+use sightline_viewer::app::WindowOptions;
+use sightline_viewer::window::{run_windowed, WindowedEnd};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+
+const W: u32 = 1280;
+const H: u32 = 720;
+
+/// The root window's pixels as (R, G, B) rows.
+fn screenshot(display: &str) -> Result<Vec<[u8; 3]>, String> {
+    let (conn, screen) = x11rb::connect(Some(display)).map_err(|e| e.to_string())?;
+    let root = conn.setup().roots[screen].root;
+    let img = conn
+        .get_image(ImageFormat::Z_PIXMAP, root, 0, 0, W as u16, H as u16, !0)
+        .map_err(|e| e.to_string())?
+        .reply()
+        .map_err(|e| e.to_string())?;
+    Ok(img
+        .data
+        .chunks_exact(4)
+        .map(|p| [p[2], p[1], p[0]])
+        .collect())
+}
+
+fn save_ppm(path: &std::path::Path, px: &[[u8; 3]]) {
+    let mut out = format!("P6\n{W} {H}\n255\n").into_bytes();
+    for p in px {
+        out.extend_from_slice(p);
+    }
+    let _ = std::fs::write(path, out);
+}
+
+#[test]
+fn streamed_picture_shows_in_the_viewer_window() {
+    let x = Xvfb::start(W, H, 24);
+    let runtime_dir = private_dir("window-e2e");
+    // SAFETY-free env changes: this test binary has a single test, so nothing reads the
+    // environment concurrently.
+    std::env::set_var("DISPLAY", x.name());
+    std::env::set_var("XDG_RUNTIME_DIR", &runtime_dir);
+    std::env::remove_var("WAYLAND_DISPLAY");
+
+    let pki = Pki::new();
+    // Host: its own runtime on its own thread.
+    let host_rt = tokio::runtime::Runtime::new().unwrap();
+    let clock = sightline_host::net::host_clock(Instant::now());
+    let settings = VideoSettings {
+        encoder: EncoderSettings {
+            bitrate_bps: 8_000_000,
+            fps: 30.0,
+            max_slice_bytes: 1100,
+            threads: 1,
+        },
+        record: None,
+        max_frames: 0,
+    };
+    let enc = settings.encoder;
+    let feed = pipeline::start(
+        Box::new(SyntheticSource::new(W, H, 30)),
+        move |_, _| probe(64, 64, enc).map(|(e, _)| e),
+        settings,
+        clock,
+    )
+    .unwrap();
+    let cfg = NetConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        host_name: "window-host".into(),
+        capabilities: Capabilities {
+            video_codecs: VideoCodecs::H264,
+            bit_depths: BitDepths::EIGHT,
+            chroma: ChromaFormats::YUV420,
+            ..Capabilities::default()
+        },
+        authorized_path: pki.authorized.clone(),
+        max_sessions: 2,
+        handshake_timeout: Duration::from_secs(5),
+        session: HostConfig::default(),
+        clock,
+        video: Some(feed.clone()),
+        fec: FecConfig::default(),
+    };
+    let (addr, closer) = host_rt.block_on(async {
+        let endpoint = HostEndpoint::bind(&pki.host, cfg).unwrap();
+        let addr = endpoint.local_addr().unwrap();
+        let closer = endpoint.closer();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let _keep = _rx;
+            endpoint.serve(tx).await
+        });
+        (addr, closer)
+    });
+    let known = pki.known_hosts("known_hosts", addr, &pki.host);
+    let opts = pki.connect_options(addr, &pki.viewer, known, TrustPolicy::PinnedOnly);
+
+    // Checker: waits for the picture, compares, then ends the session from the host side.
+    let display = x.name();
+    let shot_path = runtime_dir.join("viewer-window.ppm");
+    let shot_path2 = shot_path.clone();
+    let checker = std::thread::spawn(move || -> Result<String, String> {
+        let l = Layout::new(W, H);
+        let bar_w = l.bars.w / 8;
+        let y = l.bars.y + l.bars.h / 2;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last_err = String::from("no screenshot yet");
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            let px = match screenshot(&display) {
+                Ok(p) => p,
+                Err(e) => {
+                    last_err = e;
+                    continue;
+                }
+            };
+            let mut bad = Vec::new();
+            for (i, want) in BARS.iter().enumerate() {
+                let cx = i as u32 * bar_w + bar_w / 2;
+                let got = px[(y * W + cx) as usize];
+                let want = [want.0, want.1, want.2];
+                if got
+                    .iter()
+                    .zip(want)
+                    .any(|(g, w)| (*g as i32 - w as i32).abs() > 12)
+                {
+                    bad.push(format!("bar {i}: got {got:?} want {want:?}"));
+                }
+            }
+            save_ppm(&shot_path2, &px);
+            if bad.is_empty() {
+                return Ok(format!("all 8 bars within ±12 at y={y}"));
+            }
+            last_err = bad.join("; ");
+        }
+        Err(last_err)
+    });
+    let closer2 = closer.clone();
+    let stopper = std::thread::spawn(move || {
+        let r = checker
+            .join()
+            .unwrap_or_else(|_| Err("checker panicked".into()));
+        closer2.close(0u32.into(), b"test done");
+        r
+    });
+
+    let viewer_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let end = run_windowed(
+        viewer_rt,
+        opts,
+        WindowOptions {
+            title: "sightline-window-e2e".into(),
+            fullscreen: false,
+            show_stats: false,
+            initial_size: Some((W, H)),
+        },
+    )
+    .expect("window ran");
+    let verdict = stopper.join().unwrap();
+    feed.stop();
+    drop(host_rt);
+    println!("screenshot: {} (PPM)", shot_path.display());
+    println!("viewer ended: {end:?}");
+    assert!(
+        !matches!(end, WindowedEnd::ConnectFailed(_)),
+        "viewer could not connect: {end:?}"
+    );
+    match verdict {
+        Ok(msg) => println!("{msg}"),
+        Err(e) => panic!("the window never showed the streamed bars: {e}"),
+    }
+}
