@@ -13,7 +13,7 @@ use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_protocol::transport::ConnectStage;
 use sightline_protocol::{CloseReason, ALPN};
 use sightline_tests::{Pki, TestHost};
-use sightline_viewer::net::{connect, connect_with, ConnectError, ViewerConnection};
+use sightline_viewer::net::{connect, connect_with, ConnectError, Media, ViewerConnection};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -137,6 +137,7 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
         raw_tls((*session_provider()).clone(), None, ALPN),
         ViewerConfig::default(),
         TIMEOUT,
+        Media::default(),
     )
     .await
     .expect_err("viewer without certificate must be refused");
@@ -158,6 +159,7 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
         ),
         ViewerConfig::default(),
         TIMEOUT,
+        Media::default(),
     )
     .await
     .expect_err("wrong ALPN must be refused");
@@ -178,6 +180,7 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
         raw_tls(aes128_only, Some(&pki.viewer), ALPN),
         ViewerConfig::default(),
         TIMEOUT,
+        Media::default(),
     )
     .await
     .expect_err("AES-128-only viewer must be refused");

@@ -234,7 +234,7 @@ fn parse_rate(value: &str) -> Result<u64, &'static str> {
 impl fmt::Display for WanSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fn duration(d: Duration) -> String {
-            if d.as_micros() % 1000 == 0 {
+            if d.as_micros().is_multiple_of(1000) {
                 format!("{}ms", d.as_millis())
             } else {
                 format!("{}us", d.as_micros())

@@ -237,7 +237,7 @@ pub fn render_dynamic(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: u
         let len = 20 + (h >> 8) % 60;
         for g in 0..len as u32 {
             let gh = hash(((k as u64) << 20) ^ g as u64);
-            if gh % 7 == 0 {
+            if gh.is_multiple_of(7) {
                 continue; // a space
             }
             let x = a.x + 8 + indent + g * glyph_w;
