@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Sets up and runs Sightline on this machine: builds the binaries, creates a host and a viewer
 # identity under ./local (once), authorizes the viewer and pins the host, starts host-agent on
-# 127.0.0.1 and connects the viewer to it.
-# Usage (Debian 12, as root): bash scripts/run-local.sh [viewer options, e.g. --pings 20]
+# 127.0.0.1 streaming this machine's X display (or, without one, the built-in synthetic
+# picture) and connects the viewer to it: a window when there is a display, otherwise a
+# headless run that decodes 10 s of video and prints the per-stage latency table.
+# Usage (Debian 12, as root): bash scripts/run-local.sh [viewer options, e.g. --stats]
+# Environment: SIGHTLINE_SOURCE=x11|synthetic (default: x11 with a display, else synthetic),
+#              SIGHTLINE_PORT (default 4433), SIGHTLINE_LOCAL_DIR (default ./local).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +16,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/sightline-target}"
 
 PORT="${SIGHTLINE_PORT:-4433}"
 STATE="${SIGHTLINE_LOCAL_DIR:-$PWD/local}"
+if [ -n "${DISPLAY:-}" ]; then
+  SOURCE="${SIGHTLINE_SOURCE:-x11}"
+else
+  SOURCE="${SIGHTLINE_SOURCE:-synthetic}"
+fi
 
 echo "building (release)..."
 cargo build --release --locked -p sightline-certs -p sightline-host-agent -p sightline-viewer
@@ -28,7 +37,7 @@ fi
 "$BIN/certs" pin --known-hosts "$STATE/known_hosts" --host "127.0.0.1:$PORT" --identity "$STATE/host" >/dev/null
 
 "$BIN/host-agent" --listen "127.0.0.1:$PORT" --identity "$STATE/host" \
-  --authorized "$STATE/authorized_viewers" >"$STATE/host-agent.log" 2>&1 &
+  --authorized "$STATE/authorized_viewers" --source "$SOURCE" >"$STATE/host-agent.log" 2>&1 &
 HOST_PID=$!
 trap 'kill $HOST_PID 2>/dev/null || true; wait $HOST_PID 2>/dev/null || true' EXIT
 # Wait until the host is listening.
@@ -37,6 +46,14 @@ for _ in $(seq 1 50); do
   kill -0 $HOST_PID 2>/dev/null || { cat "$STATE/host-agent.log"; exit 1; }
   sleep 0.1
 done
-echo "host-agent running (log: $STATE/host-agent.log)"
+echo "host-agent running, source: $SOURCE (log: $STATE/host-agent.log)"
 
-"$BIN/viewer" "127.0.0.1:$PORT" --identity "$STATE/viewer" --known-hosts "$STATE/known_hosts" "$@"
+VIEWER=("$BIN/viewer" "127.0.0.1:$PORT" --identity "$STATE/viewer" --known-hosts "$STATE/known_hosts")
+if [ -n "${DISPLAY:-}" ]; then
+  echo "opening the viewer window (F3: stats overlay, F11: fullscreen, close the window to stop)"
+  "${VIEWER[@]}" "$@"
+else
+  echo "no display: decoding 600 frames headless (run with DISPLAY set for the window)"
+  "${VIEWER[@]}" --headless --frames 600 --stats-json "$STATE/last-run.json" "$@"
+  echo "per-frame timings: $STATE/last-run.json"
+fi
