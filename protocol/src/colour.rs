@@ -92,7 +92,11 @@ mod tests {
 
     #[test]
     fn round_trip_colours() {
-        for m in [ColourMatrix::Bt601, ColourMatrix::Bt709, ColourMatrix::Bt2020Ncl] {
+        for m in [
+            ColourMatrix::Bt601,
+            ColourMatrix::Bt709,
+            ColourMatrix::Bt2020Ncl,
+        ] {
             for range in [ColourRange::Limited, ColourRange::Full] {
                 let c = YuvCoefficients::new(m, range, 10);
                 let (y, cb, cr) = c.rgb_to_ycbcr(0.9, 0.2, 0.4);

@@ -646,7 +646,10 @@ fn events_the_host_would_refuse_are_refused_at_the_viewer() {
         .unwrap_err();
     assert!(matches!(err, SendInputError::Invalid(_)), "{err}");
     // The session is untouched and still accepts valid input.
-    assert!(pair.viewer.send_input(now, InputEvent::Shuttle { position: 7 }).is_ok());
+    assert!(pair
+        .viewer
+        .send_input(now, InputEvent::Shuttle { position: 7 })
+        .is_ok());
     pair.run_for(Duration::from_millis(50));
     assert!(pair.host.is_established());
 }
@@ -672,7 +675,10 @@ fn host_refuses_to_send_a_stream_config_the_viewer_would_reject() {
         transfer: TransferFunction::Bt709,
     };
     assert!(pair.host.send_stream_config(bad).is_err());
-    assert!(pair.host.send_stream_config(StreamConfig { width: 1920, ..bad }).is_ok());
+    assert!(pair
+        .host
+        .send_stream_config(StreamConfig { width: 1920, ..bad })
+        .is_ok());
     pair.run_for(Duration::from_millis(50));
     assert!(pair
         .viewer_events

@@ -7,7 +7,9 @@ mod packetize;
 mod reassemble;
 
 pub use packetize::{packetize, FecConfig, PacketizeError};
-pub use reassemble::{AccessUnit, Reassembler, ReassemblerConfig, ReassemblyEvent, ReassemblyStats};
+pub use reassemble::{
+    AccessUnit, Reassembler, ReassemblerConfig, ReassemblyEvent, ReassemblyStats,
+};
 
 /// Whether frame number `a` is newer than `b`, allowing for wrap-around.
 pub fn frame_newer(a: u32, b: u32) -> bool {

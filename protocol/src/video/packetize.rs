@@ -89,16 +89,11 @@ pub fn packetize(
     if parity > 0 {
         // Parity is computed over zero-padded, equal-size shards; data fragments go out
         // unpadded and the receiver pads them back.
-        let shard_len = if k == 1 {
-            (data.len() + 1) & !1
-        } else {
-            shard
-        }
-        .max(2);
+        let shard_len = if k == 1 { (data.len() + 1) & !1 } else { shard }.max(2);
         let padded: Vec<Vec<u8>> = (0..k)
             .map(|i| {
-                let mut s = data[(i * shard).min(data.len())..((i + 1) * shard).min(data.len())]
-                    .to_vec();
+                let mut s =
+                    data[(i * shard).min(data.len())..((i + 1) * shard).min(data.len())].to_vec();
                 s.resize(shard_len, 0);
                 s
             })

@@ -154,8 +154,7 @@ impl Reassembler {
             fragments: vec![None; f.fragment_count as usize],
             received: 0,
         });
-        if p.count != f.fragment_count || p.data_count != f.data_fragments || p.au_len != f.au_len
-        {
+        if p.count != f.fragment_count || p.data_count != f.data_fragments || p.au_len != f.au_len {
             self.stats.ignored_fragments += 1;
             return events;
         }
@@ -171,7 +170,10 @@ impl Reassembler {
         }
         if p.received >= p.data_count {
             let frame = f.frame;
-            let p = self.pending.remove(&frame).expect("entry present: inserted above");
+            let p = self
+                .pending
+                .remove(&frame)
+                .expect("entry present: inserted above");
             match assemble(p, frame, now_us) {
                 Some(au) => {
                     self.give_up_older_than(frame, &mut events);
@@ -352,7 +354,9 @@ mod tests {
             let k = fs[0].data_fragments as usize;
             let parity = fs.len() - k;
             // Drop `parity` data fragments, including fragment 0 (which carries the times).
-            let drop: Vec<usize> = (0..parity.min(k)).map(|i| i * k / parity.min(k).max(1)).collect();
+            let drop: Vec<usize> = (0..parity.min(k))
+                .map(|i| i * k / parity.min(k).max(1))
+                .collect();
             let mut i = 0;
             fs.retain(|_| {
                 let keep = !drop.contains(&i);
