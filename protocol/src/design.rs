@@ -64,6 +64,38 @@
 //! * Audio packets are self-contained 5–10 ms frames in datagrams; loss is concealed by the
 //!   decoder.
 //!
+//! ## Video transport
+//!
+//! An encoded access unit is cut into fragments that each fit one datagram
+//! ([`crate::video::packetize`]): `k` data fragments of at most the datagram payload (the
+//! transport's `max_datagram_size()` minus [`crate::video::FRAGMENT_OVERHEAD`]), then
+//! `ceil(k × ratio)` (at least one) Reed–Solomon parity fragments over the data fragments
+//! zero-padded to equal length (default ratio 10 %). Any `k` of the `k + parity` fragments
+//! rebuild the frame. Fragment 0 and every parity fragment carry the host stage times, so they
+//! survive the loss of fragment 0. The encoder's slices are limited to ~1,100 bytes so that a
+//! slice rarely spans two fragments.
+//!
+//! The viewer's [`crate::video::Reassembler`] completes a frame as soon as `k` fragments are in;
+//! when a newer frame completes, every older incomplete frame is given up (it can no longer be
+//! shown in order, and waiting only adds latency); an incomplete frame with nothing newer is given
+//! up after 100 ms. A given-up frame breaks the decoder's references, so the viewer shows nothing
+//! new until a keyframe and asks the host for one at once (rate-limited to one per 150 ms, and
+//! repeated after 300 ms if the keyframe itself is lost). Reference invalidation instead of a
+//! keyframe is in the protocol (`InvalidateReferences`) for encoders that can honour it; openh264
+//! as configured cannot, so its capability says so.
+//!
+//! Why datagrams and not one QUIC stream per frame: a stream delivers nothing of a frame until
+//! every lost packet of it has been retransmitted (one RTT or more), so under loss every affected
+//! frame is late by at least an RTT; resetting stale streams bounds that but still loses the
+//! frame. Datagrams with parity rebuild most single losses with no round trip at all, and a
+//! frame that cannot be rebuilt is known lost as soon as the next frame completes. The figures
+//! that back this choice are in `docs/benchmarks.md` (transport comparison through the project's
+//! WAN relay).
+//!
+//! The host encodes once and fans out to every session through a bounded broadcast channel: a
+//! session that falls behind skips frames (and gets a keyframe) rather than building a queue.
+//! Nothing is captured or encoded while the screen is still (DAMAGE on X11).
+//!
 //! ## Malformed input
 //!
 //! Any message that does not decode, or arrives on the wrong channel or in the wrong state,
