@@ -157,3 +157,90 @@ impl Drop for TestHost {
         self.closer.close(0u32.into(), b"test over");
     }
 }
+
+/// A host serving video from `source` on 127.0.0.1 (ephemeral port), with the pipeline running.
+#[derive(Debug)]
+pub struct VideoHost {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The pipeline (stop it at the end).
+    pub feed: sightline_host::pipeline::VideoFeed,
+    /// What the endpoint reported.
+    pub events: mpsc::UnboundedReceiver<NetEvent>,
+    closer: quinn::Endpoint,
+}
+
+impl VideoHost {
+    /// Starts the pipeline over `source` (openh264, `bitrate_bps`, `fps`, `threads`) and the
+    /// endpoint; call from inside a tokio runtime.
+    pub fn start(
+        pki: &Pki,
+        source: Box<dyn sightline_host::capture::FrameSource>,
+        fps: u32,
+        bitrate_bps: u32,
+        threads: u16,
+    ) -> VideoHost {
+        use sightline_host::encode::{probe, EncoderSettings};
+        use sightline_host::pipeline::{self, VideoSettings};
+        use sightline_protocol::msg::{BitDepths, ChromaFormats, VideoCodecs};
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let settings = VideoSettings {
+            encoder: EncoderSettings {
+                bitrate_bps,
+                fps: fps as f32,
+                max_slice_bytes: 1100,
+                threads,
+            },
+            record: None,
+            max_frames: 0,
+        };
+        let enc = settings.encoder;
+        let feed = pipeline::start(
+            source,
+            move |_, _| probe(64, 64, enc).map(|(e, _)| e),
+            settings,
+            clock,
+        )
+        .expect("start the video pipeline");
+        let cfg = NetConfig {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            host_name: "video-host".into(),
+            capabilities: Capabilities {
+                video_codecs: VideoCodecs::H264,
+                bit_depths: BitDepths::EIGHT,
+                chroma: ChromaFormats::YUV420,
+                ..Capabilities::default()
+            },
+            authorized_path: pki.authorized.clone(),
+            max_sessions: 4,
+            handshake_timeout: Duration::from_secs(5),
+            session: HostConfig::default(),
+            clock,
+            video: Some(feed.clone()),
+            fec: FecConfig::default(),
+        };
+        let endpoint = HostEndpoint::bind(&pki.host, cfg).expect("bind host endpoint");
+        let addr = endpoint.local_addr().expect("local addr");
+        let closer = endpoint.closer();
+        let (tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(endpoint.serve(tx));
+        VideoHost {
+            addr,
+            feed,
+            events,
+            closer,
+        }
+    }
+
+    /// A handle that closes the endpoint (ending every session).
+    pub fn closer(&self) -> quinn::Endpoint {
+        self.closer.clone()
+    }
+}
+
+impl Drop for VideoHost {
+    fn drop(&mut self) {
+        self.feed.stop();
+        self.closer.close(0u32.into(), b"test over");
+    }
+}

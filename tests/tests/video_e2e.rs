@@ -8,20 +8,13 @@ use std::time::{Duration, Instant};
 use sightline_certs::TrustPolicy;
 use sightline_host::capture::synthetic::{read_barcode, render_frame, SyntheticSource};
 use sightline_host::convert::{bgrx_to_i420, I420};
-use sightline_host::encode::{probe, EncoderSettings};
-use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
-use sightline_host::pipeline::{self, VideoSettings};
-use sightline_protocol::msg::{
-    BitDepths, Capabilities, ChromaFormats, ColourMatrix, ColourRange, VideoCodecs,
-};
-use sightline_protocol::session::HostConfig;
-use sightline_protocol::video::FecConfig;
-use sightline_tests::Pki;
+use sightline_host::net::NetEvent;
+use sightline_protocol::msg::{ColourMatrix, ColourRange, VideoCodecs};
+use sightline_tests::{Pki, VideoHost};
 use sightline_viewer::decode::FrameSink;
 use sightline_viewer::frame::DecodedFrame;
 use sightline_viewer::net::{connect_media, Media};
 use sightline_viewer::stats::SharedClock;
-use tokio::sync::mpsc;
 
 const W: u32 = 1920;
 const H: u32 = 1080;
@@ -70,48 +63,14 @@ fn plane(data: &[u8], stride: usize, w: usize, h: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn synthetic_1080p60_reaches_the_viewer_with_high_fidelity() {
     let pki = Pki::new();
-    let clock = sightline_host::net::host_clock(Instant::now());
-    let settings = VideoSettings {
-        encoder: EncoderSettings {
-            bitrate_bps: 20_000_000,
-            fps: FPS as f32,
-            max_slice_bytes: 1100,
-            threads: 2,
-        },
-        record: None,
-        max_frames: 0,
-    };
-    let enc = settings.encoder;
-    let feed = pipeline::start(
+    let mut host = VideoHost::start(
+        &pki,
         Box::new(SyntheticSource::new(W, H, FPS)),
-        move |_, _| probe(64, 64, enc).map(|(e, _)| e),
-        settings,
-        clock,
-    )
-    .unwrap();
-    let cfg = NetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        host_name: "video-host".into(),
-        capabilities: Capabilities {
-            video_codecs: VideoCodecs::H264,
-            bit_depths: BitDepths::EIGHT,
-            chroma: ChromaFormats::YUV420,
-            ..Capabilities::default()
-        },
-        authorized_path: pki.authorized.clone(),
-        max_sessions: 4,
-        handshake_timeout: Duration::from_secs(5),
-        session: HostConfig::default(),
-        clock,
-        video: Some(feed.clone()),
-        fec: FecConfig::default(),
-    };
-    let endpoint = HostEndpoint::bind(&pki.host, cfg).unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    let closer = endpoint.closer();
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
-    tokio::spawn(endpoint.serve(ev_tx));
-
+        FPS,
+        20_000_000,
+        2,
+    );
+    let addr = host.addr;
     let known = pki.known_hosts("known_hosts", addr, &pki.host);
     let (tx, rx) = std::sync::mpsc::channel();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -148,9 +107,7 @@ async fn synthetic_1080p60_reaches_the_viewer_with_high_fidelity() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     conn.close("done").await;
-    feed.stop();
-    closer.close(0u32.into(), b"done");
-    while let Ok(ev) = ev_rx.try_recv() {
+    while let Ok(ev) = host.events.try_recv() {
         if let NetEvent::Refused { reason, .. } = ev {
             panic!("refused: {reason}");
         }

@@ -6,14 +6,8 @@ use std::time::{Duration, Instant};
 
 use sightline_certs::TrustPolicy;
 use sightline_host::capture::synthetic::{Layout, SyntheticSource, BARS};
-use sightline_host::encode::{probe, EncoderSettings};
-use sightline_host::net::{HostEndpoint, NetConfig};
-use sightline_host::pipeline::{self, VideoSettings};
-use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, VideoCodecs};
-use sightline_protocol::session::HostConfig;
-use sightline_protocol::video::FecConfig;
 use sightline_tests::xvfb::{private_dir, Xvfb};
-use sightline_tests::Pki;
+use sightline_tests::{Pki, VideoHost};
 use sightline_viewer::app::WindowOptions;
 use sightline_viewer::window::{run_windowed, WindowedEnd};
 use x11rb::connection::Connection;
@@ -59,53 +53,16 @@ fn streamed_picture_shows_in_the_viewer_window() {
     let pki = Pki::new();
     // Host: its own runtime on its own thread.
     let host_rt = tokio::runtime::Runtime::new().unwrap();
-    let clock = sightline_host::net::host_clock(Instant::now());
-    let settings = VideoSettings {
-        encoder: EncoderSettings {
-            bitrate_bps: 8_000_000,
-            fps: 30.0,
-            max_slice_bytes: 1100,
-            threads: 1,
-        },
-        record: None,
-        max_frames: 0,
-    };
-    let enc = settings.encoder;
-    let feed = pipeline::start(
-        Box::new(SyntheticSource::new(W, H, 30)),
-        move |_, _| probe(64, 64, enc).map(|(e, _)| e),
-        settings,
-        clock,
-    )
-    .unwrap();
-    let cfg = NetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        host_name: "window-host".into(),
-        capabilities: Capabilities {
-            video_codecs: VideoCodecs::H264,
-            bit_depths: BitDepths::EIGHT,
-            chroma: ChromaFormats::YUV420,
-            ..Capabilities::default()
-        },
-        authorized_path: pki.authorized.clone(),
-        max_sessions: 2,
-        handshake_timeout: Duration::from_secs(5),
-        session: HostConfig::default(),
-        clock,
-        video: Some(feed.clone()),
-        fec: FecConfig::default(),
-    };
-    let (addr, closer) = host_rt.block_on(async {
-        let endpoint = HostEndpoint::bind(&pki.host, cfg).unwrap();
-        let addr = endpoint.local_addr().unwrap();
-        let closer = endpoint.closer();
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let _keep = _rx;
-            endpoint.serve(tx).await
-        });
-        (addr, closer)
+    let host = host_rt.block_on(async {
+        VideoHost::start(
+            &pki,
+            Box::new(SyntheticSource::new(W, H, 30)),
+            30,
+            8_000_000,
+            1,
+        )
     });
+    let (addr, closer) = (host.addr, host.closer());
     let known = pki.known_hosts("known_hosts", addr, &pki.host);
     let opts = pki.connect_options(addr, &pki.viewer, known, TrustPolicy::PinnedOnly);
 
@@ -175,7 +132,7 @@ fn streamed_picture_shows_in_the_viewer_window() {
     )
     .expect("window ran");
     let verdict = stopper.join().unwrap();
-    feed.stop();
+    drop(host);
     drop(host_rt);
     println!("screenshot: {} (PPM)", shot_path.display());
     println!("viewer ended: {end:?}");

@@ -7,21 +7,13 @@ use std::time::{Duration, Instant};
 
 use sightline_certs::TrustPolicy;
 use sightline_host::capture::x11::X11Source;
-use sightline_host::encode::{probe, EncoderSettings};
-use sightline_host::net::{HostEndpoint, NetConfig};
-use sightline_host::pipeline::{self, VideoSettings};
 use sightline_protocol::colour::YuvCoefficients;
-use sightline_protocol::msg::{
-    BitDepths, Capabilities, ChromaFormats, ColourMatrix, ColourRange, VideoCodecs,
-};
-use sightline_protocol::session::HostConfig;
-use sightline_protocol::video::FecConfig;
+use sightline_protocol::msg::{ColourMatrix, ColourRange};
 use sightline_tests::xvfb::Xvfb;
-use sightline_tests::Pki;
+use sightline_tests::{Pki, VideoHost};
 use sightline_viewer::decode::FrameSink;
 use sightline_viewer::frame::DecodedFrame;
 use sightline_viewer::net::{connect_media, Media};
-use tokio::sync::mpsc;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     ConnectionExt as _, CreateGCAux, CreateWindowAux, Rectangle, WindowClass,
@@ -104,48 +96,9 @@ fn draw(conn: &impl Connection, screen_num: usize, r: Rectangle, colour: u32) ->
 async fn drawing_on_the_host_display_reaches_the_viewer_and_stillness_costs_nothing() {
     let x = Xvfb::start(1280, 720, 24);
     let pki = Pki::new();
-    let clock = sightline_host::net::host_clock(Instant::now());
     let source = X11Source::open(Some(&x.name())).expect("open the Xvfb display");
-    let settings = VideoSettings {
-        encoder: EncoderSettings {
-            bitrate_bps: 10_000_000,
-            fps: 60.0,
-            max_slice_bytes: 1100,
-            threads: 2,
-        },
-        record: None,
-        max_frames: 0,
-    };
-    let enc = settings.encoder;
-    let feed = pipeline::start(
-        Box::new(source),
-        move |_, _| probe(64, 64, enc).map(|(e, _)| e),
-        settings,
-        clock,
-    )
-    .unwrap();
-    let cfg = NetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        host_name: "x11-host".into(),
-        capabilities: Capabilities {
-            video_codecs: VideoCodecs::H264,
-            bit_depths: BitDepths::EIGHT,
-            chroma: ChromaFormats::YUV420,
-            ..Capabilities::default()
-        },
-        authorized_path: pki.authorized.clone(),
-        max_sessions: 2,
-        handshake_timeout: Duration::from_secs(5),
-        session: HostConfig::default(),
-        clock,
-        video: Some(feed.clone()),
-        fec: FecConfig::default(),
-    };
-    let endpoint = HostEndpoint::bind(&pki.host, cfg).unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    let closer = endpoint.closer();
-    let (tx, _events) = mpsc::unbounded_channel();
-    tokio::spawn(endpoint.serve(tx));
+    let host = VideoHost::start(&pki, Box::new(source), 60, 10_000_000, 2);
+    let addr = host.addr;
 
     let latest = Latest::default();
     let media = Media {
@@ -242,6 +195,5 @@ async fn drawing_on_the_host_display_reaches_the_viewer_and_stillness_costs_noth
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     conn.close("done").await;
-    feed.stop();
-    closer.close(0u32.into(), b"done");
+    drop(host);
 }

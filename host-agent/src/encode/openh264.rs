@@ -39,10 +39,11 @@ fn config_for(s: &EncoderSettings) -> EncoderConfig {
         .skip_frames(false)
         .intra_frame_period(IntraFramePeriod::from_num_frames(0))
         .complexity(Complexity::Low)
-        // Screen-content mode wants scene-change detection and has no background detection.
+        // Screen-content mode wants scene-change detection and has neither background
+        // detection nor adaptive quantisation.
         .scene_change_detect(true)
         .background_detection(false)
-        .adaptive_quantization(true)
+        .adaptive_quantization(false)
         .num_threads(s.threads)
         .vui(VuiConfig::bt709());
     if s.max_slice_bytes > 0 {
