@@ -21,7 +21,8 @@ fn pictures(w: u32, h: u32, n: usize) -> Vec<I420> {
     let mut f = CapturedFrame::new();
     (0..n)
         .map(|_| {
-            src.next_frame(&mut f, Duration::from_secs(1)).expect("frame");
+            src.next_frame(&mut f, Duration::from_secs(1))
+                .expect("frame");
             let mut p = I420::new(w, h);
             bgrx_to_i420(&f, ColourMatrix::Bt709, ColourRange::Limited, &mut p);
             p

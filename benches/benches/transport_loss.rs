@@ -18,6 +18,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -137,11 +138,16 @@ fn complete(frames: &Frames, index: u32, data: &[u8], now: Instant) -> bool {
     true
 }
 
-/// Large socket buffers: without them loopback drops bursts of datagrams (2–8 %) in the kernel,
-/// which would blur the emulated loss.
+/// A loopback socket with 8 MiB kernel buffers: with the defaults, loopback drops bursts of
+/// datagrams (2–8 %) in the kernel, which would blur the emulated loss. The relay's sockets need
+/// this as much as quinn's.
 fn bind_udp() -> BenchResult<std::net::UdpSocket> {
     let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
-    let state = UdpSocketState::new(UdpSockRef::from(&socket))?;
+    // quinn-udp only offers the buffer setters on a socket state, and making a state switches
+    // on GRO for its socket, which the relay's plain `recv` cannot take apart. So the state
+    // belongs to a throwaway socket; the setters act on the socket passed to them.
+    let scratch = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let state = UdpSocketState::new(UdpSockRef::from(&scratch))?;
     state.set_recv_buffer_size(UdpSockRef::from(&socket), 8 << 20)?;
     state.set_send_buffer_size(UdpSockRef::from(&socket), 8 << 20)?;
     Ok(socket)
@@ -271,13 +277,13 @@ async fn connect(
 
     // The relay runs on its own runtime so its timing does not queue behind quinn's work.
     let target = host_ep.local_addr()?;
-    let relay = relay_rt.spawn(WanRelay::start(target, spec)).await??;
+    let (front, back) = (bind_udp()?, bind_udp()?);
+    let relay = relay_rt
+        .spawn(WanRelay::start_on(front, back, target, spec))
+        .await??;
     let connecting = viewer_ep.connect(relay.addr(), "localhost")?;
     let incoming = host_ep.accept().await.ok_or("host endpoint closed")?;
-    let (host, viewer) = tokio::try_join!(
-        async { Ok::<_, quinn::ConnectionError>(incoming.await?) },
-        connecting
-    )?;
+    let (host, viewer) = tokio::try_join!(async { incoming.await }, connecting)?;
     Ok(Link {
         host,
         viewer,
@@ -403,28 +409,58 @@ async fn send_streams(conn: quinn::Connection, frames: Frames) -> BenchResult<()
     Ok(())
 }
 
-/// Viewer: reads each stream to its end; a frame that completes after a newer one is dropped.
-async fn receive_streams(conn: quinn::Connection, frames: Frames) {
-    let newest: Arc<Mutex<Option<u32>>> = Arc::default();
-    while let Ok(mut stream) = conn.accept_uni().await {
-        let (frames, newest) = (frames.clone(), newest.clone());
-        tokio::spawn(async move {
-            // A reset (stale frame) or a closed connection ends the read with an error.
-            let Ok(data) = stream.read_to_end(KEYFRAME_BYTES * 2).await else {
-                return;
-            };
-            let now = Instant::now();
-            let Some((header, au)) = data.split_first_chunk::<4>() else {
-                return;
-            };
-            let index = u32::from_be_bytes(*header);
-            let mut newest = newest.lock().unwrap_or_else(PoisonError::into_inner);
-            if newest.is_some_and(|n| n > index) {
-                return;
+/// A frame's stream being read.
+struct Incoming {
+    stream: quinn::RecvStream,
+    data: Vec<u8>,
+}
+
+/// Reads from every open stream, oldest first; returns the position of the first that ended and
+/// whether it was finished (rather than reset or broken).
+fn poll_streams(open: &mut [Incoming], cx: &mut Context<'_>) -> Poll<(usize, bool)> {
+    let mut buf = [0u8; 16 * 1024];
+    for (i, incoming) in open.iter_mut().enumerate() {
+        loop {
+            match incoming.stream.poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(0)) => return Poll::Ready((i, true)),
+                Poll::Ready(Ok(n)) if incoming.data.len() + n <= KEYFRAME_BYTES * 2 => {
+                    incoming.data.extend_from_slice(&buf[..n]);
+                }
+                Poll::Ready(_) => return Poll::Ready((i, false)),
+                Poll::Pending => break,
             }
-            *newest = Some(index);
-            assert!(complete(&frames, index, au, now), "frame {index} corrupt");
-        });
+        }
+    }
+    Poll::Pending
+}
+
+/// Viewer: reads each stream to its end, in one task so that frames complete in the order their
+/// last bytes arrived; a frame that completes after a newer one is dropped.
+async fn receive_streams(conn: quinn::Connection, frames: Frames) {
+    let mut open: Vec<Incoming> = Vec::new();
+    let mut newest: Option<u32> = None;
+    loop {
+        tokio::select! {
+            biased;
+            (i, finished) = std::future::poll_fn(|cx| poll_streams(&mut open, cx)) => {
+                let now = Instant::now();
+                let Incoming { data, .. } = open.remove(i);
+                // A reset (stale frame) or a closed connection ends the read unfinished.
+                let Some((header, au)) = data.split_first_chunk::<4>().filter(|_| finished) else {
+                    continue;
+                };
+                let index = u32::from_be_bytes(*header);
+                if newest.is_some_and(|n| n > index) {
+                    continue;
+                }
+                newest = Some(index);
+                assert!(complete(&frames, index, au, now), "frame {index} corrupt");
+            }
+            accepted = conn.accept_uni() => match accepted {
+                Ok(stream) => open.push(Incoming { stream, data: Vec::new() }),
+                Err(_) => return,
+            },
+        }
     }
 }
 
@@ -637,7 +673,7 @@ fn main() -> BenchResult<()> {
          > 100 ms | keyframes ms | relay loss | kernel drops | cwnd KB at end | congestion events |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for cc in ccs {
+    for &cc in ccs {
         for &loss in losses {
             for transport in transports {
                 let (relay, cfg) = (relay_rt.handle(), (cc, transport, loss, duration, drain));

@@ -464,12 +464,30 @@ pub struct WanRelay {
 impl WanRelay {
     /// Binds `127.0.0.1:0` and starts relaying to `target` with `spec` on the current tokio
     /// runtime. Fails only when a socket cannot be bound or connected.
+    ///
+    /// The sockets get the kernel's default buffers (about 208 KiB here), which overflow when a
+    /// peer bursts a few hundred kilobytes faster than the relay drains them; use
+    /// [`WanRelay::start_on`] with larger buffers when that matters.
     pub async fn start(target: SocketAddr, spec: WanSpec) -> io::Result<WanRelay> {
-        let front = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let front = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let back = match target {
-            SocketAddr::V4(_) => UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).await?,
-            SocketAddr::V6(_) => UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).await?,
+            SocketAddr::V4(_) => std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?,
+            SocketAddr::V6(_) => std::net::UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0))?,
         };
+        Self::start_on(front, back, target, spec).await
+    }
+
+    /// Like [`WanRelay::start`], on sockets the caller bound (for example with larger kernel
+    /// buffers): the peer writes to `front`; `back` is connected to `target` here.
+    pub async fn start_on(
+        front: std::net::UdpSocket,
+        back: std::net::UdpSocket,
+        target: SocketAddr,
+        spec: WanSpec,
+    ) -> io::Result<WanRelay> {
+        front.set_nonblocking(true)?;
+        back.set_nonblocking(true)?;
+        let (front, back) = (UdpSocket::from_std(front)?, UdpSocket::from_std(back)?);
         back.connect(target).await?;
         let addr = front.local_addr()?;
         let shared = Arc::new(Shared {
