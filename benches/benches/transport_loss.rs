@@ -74,6 +74,8 @@ struct Frame {
     keyframe: bool,
     sent: Option<Instant>,
     done: Option<Instant>,
+    /// Streams only: when the frame arrived complete but after a newer one (so it was dropped).
+    too_late: Option<Instant>,
 }
 
 type Frames = Arc<Mutex<Vec<Frame>>>;
@@ -109,6 +111,7 @@ fn plan(duration: Duration) -> Vec<Frame> {
                 keyframe,
                 sent: None,
                 done: None,
+                too_late: None,
             }
         })
         .collect()
@@ -451,6 +454,9 @@ async fn receive_streams(conn: quinn::Connection, frames: Frames) {
                 };
                 let index = u32::from_be_bytes(*header);
                 if newest.is_some_and(|n| n > index) {
+                    if let Some(frame) = lock(&frames).get_mut(index as usize) {
+                        frame.too_late = Some(now);
+                    }
                     continue;
                 }
                 newest = Some(index);
@@ -579,6 +585,19 @@ impl Row {
                 _ => "lost".into(),
             })
             .collect();
+        let mut too_late: Vec<f64> = self
+            .frames
+            .iter()
+            .filter_map(|f| Some((f.too_late? - f.sent?).as_secs_f64() * 1e3))
+            .collect();
+        too_late.sort_by(f64::total_cmp);
+        let too_late = match self.transport {
+            Transport::Streams if too_late.is_empty() => "0".to_string(),
+            Transport::Streams => {
+                format!("{} ({:.0})", too_late.len(), percentile(&too_late, 50.0))
+            }
+            Transport::Datagrams { .. } => "–".into(),
+        };
         let cells = [
             self.cc.name().to_string(),
             self.transport.name(),
@@ -591,6 +610,7 @@ impl Row {
             format!("{:.1}", ms.last().copied().unwrap_or(f64::NAN)),
             late.to_string(),
             keys.join(" / "),
+            too_late,
             format!(
                 "{:.2}%",
                 self.relay_lost as f64 * 100.0 / self.relay_packets.max(1) as f64
@@ -670,9 +690,9 @@ fn main() -> BenchResult<()> {
     );
     println!(
         "| cc | transport | loss | frames | delivered | p50 ms | p95 ms | p99 ms | max ms | \
-         > 100 ms | keyframes ms | relay loss | kernel drops | cwnd KB at end | congestion events |"
+         > 100 ms | keyframes ms | out of order (p50 ms) | relay loss | kernel drops | cwnd KB at end | congestion events |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &cc in ccs {
         for &loss in losses {
             for transport in transports {

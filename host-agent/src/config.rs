@@ -5,16 +5,7 @@ use std::path::PathBuf;
 /// Default UDP port.
 pub const DEFAULT_PORT: u16 = 4433;
 
-/// The per-user configuration directory: `$XDG_CONFIG_HOME/sightline` or `~/.config/sightline`.
-pub fn config_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("sightline");
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(h) => PathBuf::from(h).join(".config").join("sightline"),
-        None => PathBuf::from("/etc/sightline"),
-    }
-}
+pub use sightline_certs::paths::config_dir;
 
 /// Default host identity directory.
 pub fn default_identity_dir() -> PathBuf {
@@ -28,9 +19,5 @@ pub fn default_authorized_file() -> PathBuf {
 
 /// This machine's name, for the host's identity and hello.
 pub fn machine_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "sightline-host".into())
+    sightline_certs::paths::machine_name("sightline-host")
 }

@@ -26,6 +26,11 @@ impl Xvfb {
     /// Panics with an installation hint when Xvfb is missing: tests that need a display must
     /// fail, not skip, where it is absent.
     pub fn start(width: u32, height: u32, depth: u32) -> Xvfb {
+        Self::start_with(width, height, depth, &[])
+    }
+
+    /// [`Xvfb::start`] with extra server arguments (e.g. `-extension MIT-SHM`).
+    pub fn start_with(width: u32, height: u32, depth: u32, extra: &[&str]) -> Xvfb {
         for n in 90..160 {
             let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
             if live_lock_owner(&lock).is_some() {
@@ -34,7 +39,8 @@ impl Xvfb {
             let spawned = Command::new("Xvfb")
                 .arg(format!(":{n}"))
                 .args(["-screen", "0", &format!("{width}x{height}x{depth}")])
-                .args(["-nolisten", "tcp", "+extension", "RANDR"])
+                .args(["-nolisten", "tcp", "-noreset", "+extension", "RANDR"])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn();

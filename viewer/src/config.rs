@@ -5,16 +5,7 @@ use std::path::PathBuf;
 /// Default host UDP port.
 pub const DEFAULT_PORT: u16 = 4433;
 
-/// The per-user configuration directory: `$XDG_CONFIG_HOME/sightline` or `~/.config/sightline`.
-pub fn config_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("sightline");
-    }
-    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        Some(h) => PathBuf::from(h).join(".config").join("sightline"),
-        None => PathBuf::from(".sightline"),
-    }
-}
+pub use sightline_certs::paths::config_dir;
 
 /// Default viewer identity directory.
 pub fn default_identity_dir() -> PathBuf {

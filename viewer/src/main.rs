@@ -304,9 +304,5 @@ fn print_summary(report: &serde_json::Value) {
 }
 
 fn config_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "sightline-viewer".into())
+    sightline_certs::paths::machine_name("sightline-viewer")
 }

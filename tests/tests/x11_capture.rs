@@ -5,111 +5,21 @@
 //! fails the tests: CI installs `xvfb`, and a silent skip would hide a broken capture path.
 #![cfg(target_os = "linux")]
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sightline_host::capture::x11::X11Source;
 use sightline_host::capture::{
     CaptureError, CaptureOutcome, CapturedFrame, FrameSource, PixelFormat, Rect,
 };
+use sightline_tests::xvfb::Xvfb;
 use x11rb::connection::Connection;
 use x11rb::protocol::randr::ConnectionExt as _;
 use x11rb::protocol::xproto::{
     ConnectionExt as _, CreateGCAux, CreateWindowAux, Rectangle, Window, WindowClass,
 };
 use x11rb::rust_connection::RustConnection;
-
-/// An Xvfb server, stopped on drop.
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    /// Starts Xvfb on a free display in :90–:139. Readiness comes from `-displayfd 1`: Xvfb
-    /// writes the display number to its stdout once it accepts connections, or exits (EOF)
-    /// when the number is taken, so a test never talks to another test's server.
-    fn start(width: u32, height: u32, depth: u32, extra: &[&str]) -> Xvfb {
-        if let Err(e) = Command::new("Xvfb")
-            .arg("-help")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            panic!(
-                "cannot run Xvfb ({e}): install it (apt-get install xvfb); \
-                 the X11 capture tests need a real X server"
-            );
-        }
-        // Spread parallel tests (and other test binaries) over the range.
-        let first = std::process::id() as u64 * 7 + SERIAL.fetch_add(1, Ordering::Relaxed) * 13;
-        for i in 0..50u64 {
-            let n = 90 + (first + i) % 50;
-            if Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-                continue;
-            }
-            let display = format!(":{n}");
-            let screen = format!("{width}x{height}x{depth}");
-            let (mut ready, writer) = std::io::pipe().expect("pipe");
-            let child = Command::new("Xvfb")
-                .args([
-                    &display,
-                    "-screen",
-                    "0",
-                    &screen,
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .args(["-displayfd", "1"])
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(writer)
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn Xvfb");
-            // The Command (holding our copy of the pipe's write end) is gone: EOF means exit.
-            let x = Xvfb { child, display };
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                let mut out = String::new();
-                let _ = ready.read_to_string(&mut out);
-                let _ = tx.send(out);
-            });
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(out) if out.trim() == n.to_string() => return x,
-                Ok(_) => continue, // the number was taken; `x` is dropped
-                Err(_) => panic!("Xvfb {} did not start within 10 s", x.display),
-            }
-        }
-        panic!("could not start Xvfb on any display in :90..:139");
-    }
-}
-
-static SERIAL: AtomicU64 = AtomicU64::new(0);
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        // SIGTERM lets Xvfb remove its socket and lock file; SIGKILL would leave them behind.
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: plain syscall; `pid` is our own child, not yet reaped (we wait below).
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A second X client that draws, as an application would.
 struct Painter {
@@ -231,20 +141,20 @@ fn first_frame(src: &mut X11Source) -> CapturedFrame {
 
 #[test]
 fn drawn_pixels_arrive_with_damage() {
-    let x = Xvfb::start(640, 480, 24, &[]);
-    let mut src = X11Source::open(Some(&x.display)).expect("open");
+    let x = Xvfb::start(640, 480, 24);
+    let mut src = X11Source::open(Some(&x.name())).expect("open");
     assert_eq!(src.format(), PixelFormat::Bgrx8);
     assert_eq!(src.size(), (640, 480));
     assert!(src.uses_shm(), "Xvfb on a unix socket supports MIT-SHM");
     let d = src.describe();
     assert!(
-        d.contains(&x.display) && d.contains("640x480") && d.contains("MIT-SHM"),
+        d.contains(&x.name()) && d.contains("640x480") && d.contains("MIT-SHM"),
         "{d}"
     );
     let mut f = first_frame(&mut src);
     let seq0 = f.sequence;
 
-    let p = Painter::new(&x.display);
+    let p = Painter::new(&x.name());
     let win = p.window(100, 50, 300, 200, CreateWindowAux::new());
     settle(&mut src, &mut f, Duration::from_millis(200));
 
@@ -292,7 +202,7 @@ fn drawn_pixels_arrive_with_damage() {
     p.fill(win, 0x00FF_FFFF, rect(250, 150, 50, 50));
     p.fill(win, 0x0000_FF00, rect(60, 170, 200, 3));
     settle(&mut src, &mut f, Duration::from_millis(200));
-    let mut fresh = X11Source::open(Some(&x.display)).expect("open again");
+    let mut fresh = X11Source::open(Some(&x.name())).expect("open again");
     let full = first_frame(&mut fresh);
     assert!(
         f.data == full.data,
@@ -308,10 +218,10 @@ fn drawn_pixels_arrive_with_damage() {
 
 #[test]
 fn still_screen_times_out_then_a_draw_wakes_it() {
-    let x = Xvfb::start(320, 240, 24, &[]);
-    let mut src = X11Source::open(Some(&x.display)).expect("open");
+    let x = Xvfb::start(320, 240, 24);
+    let mut src = X11Source::open(Some(&x.name())).expect("open");
     let mut f = first_frame(&mut src);
-    let p = Painter::new(&x.display);
+    let p = Painter::new(&x.name());
     let win = p.window(10, 10, 100, 100, CreateWindowAux::new());
     settle(&mut src, &mut f, Duration::from_millis(200));
 
@@ -351,7 +261,7 @@ fn still_screen_times_out_then_a_draw_wakes_it() {
     );
 
     // A draw from another thread wakes a waiting capture promptly.
-    let display = x.display.clone();
+    let display = x.name();
     let drawer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
         let p = Painter::new(&display);
@@ -391,13 +301,13 @@ fn still_screen_times_out_then_a_draw_wakes_it() {
 
 #[test]
 fn depth_30_reads_10_bit_values() {
-    let x = Xvfb::start(320, 240, 30, &[]);
-    let mut src = X11Source::open(Some(&x.display)).expect("open");
+    let x = Xvfb::start(320, 240, 30);
+    let mut src = X11Source::open(Some(&x.name())).expect("open");
     assert_eq!(src.format(), PixelFormat::X2Rgb10);
     assert!(src.describe().contains("depth 30"), "{}", src.describe());
     let mut f = first_frame(&mut src);
     assert_eq!(f.format, PixelFormat::X2Rgb10);
-    let p = Painter::new(&x.display);
+    let p = Painter::new(&x.name());
     let win = p.window(0, 0, 200, 200, CreateWindowAux::new());
     settle(&mut src, &mut f, Duration::from_millis(200));
 
@@ -425,9 +335,9 @@ fn depth_30_reads_10_bit_values() {
 
 #[test]
 fn cursor_position_and_image_follow_the_pointer() {
-    let x = Xvfb::start(640, 480, 24, &[]);
-    let mut src = X11Source::open(Some(&x.display)).expect("open");
-    let p = Painter::new(&x.display);
+    let x = Xvfb::start(640, 480, 24);
+    let mut src = X11Source::open(Some(&x.name())).expect("open");
+    let p = Painter::new(&x.name());
     p.conn
         .warp_pointer(x11rb::NONE, p.root, 0, 0, 0, 0, 123, 321)
         .unwrap();
@@ -439,7 +349,7 @@ fn cursor_position_and_image_follow_the_pointer() {
     // xdotool moves it as an input-injection tool would.
     let ok = Command::new("xdotool")
         .args(["mousemove", "400", "200"])
-        .env("DISPLAY", &x.display)
+        .env("DISPLAY", x.name())
         .status()
         .map(|s| s.success());
     match ok {
@@ -504,10 +414,10 @@ fn cursor_position_and_image_follow_the_pointer() {
 /// grows it back and switches the CRTC on again, as `xrandr --fb` would.
 #[test]
 fn randr_resize_reinits_then_full_frame() {
-    let x = Xvfb::start(1024, 768, 24, &[]);
-    let mut src = X11Source::open(Some(&x.display)).expect("open");
+    let x = Xvfb::start(1024, 768, 24);
+    let mut src = X11Source::open(Some(&x.name())).expect("open");
     let mut f = first_frame(&mut src);
-    let p = Painter::new(&x.display);
+    let p = Painter::new(&x.name());
     p.conn.randr_query_version(1, 5).unwrap().reply().unwrap();
     let res = p
         .conn
@@ -612,12 +522,12 @@ fn randr_resize_reinits_then_full_frame() {
 
 #[test]
 fn without_mit_shm_plain_getimage_still_works() {
-    let x = Xvfb::start(320, 240, 24, &["-extension", "MIT-SHM"]);
-    let mut src = X11Source::open(Some(&x.display)).expect("open");
+    let x = Xvfb::start_with(320, 240, 24, &["-extension", "MIT-SHM"]);
+    let mut src = X11Source::open(Some(&x.name())).expect("open");
     assert!(!src.uses_shm());
     assert!(src.describe().contains("GetImage"), "{}", src.describe());
     let mut f = first_frame(&mut src);
-    let p = Painter::new(&x.display);
+    let p = Painter::new(&x.name());
     let win = p.window(0, 0, 320, 240, CreateWindowAux::new());
     p.fill(win, 0x0080_4020, rect(10, 20, 30, 40));
     settle(&mut src, &mut f, Duration::from_millis(200));

@@ -6,9 +6,8 @@
 //! winit allows one event loop per process: keep this the only window test in this binary.
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
@@ -16,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use sightline_protocol::colour::YuvCoefficients;
 use sightline_protocol::msg::{ColourMatrix, ColourRange};
+use sightline_tests::xvfb::{private_dir, Xvfb};
 use sightline_viewer::app::{run_window, AppEvent, PresentRecord, WindowOptions, WindowShared};
 use sightline_viewer::frame::{CursorOverlay, DecodedFrame, StatsSnapshot};
 use x11rb::connection::Connection;
@@ -40,94 +40,6 @@ const BAR_NAMES: [&str; 8] = [
 const TOLERANCE: i32 = 12;
 const WINDOW_SIZE: (u32, u32) = (1000, 700);
 const SCREEN_SIZE: (u32, u32) = (1280, 720);
-
-/// A private Xvfb, stopped on drop.
-struct Xvfb {
-    child: Child,
-    display: u32,
-}
-
-/// The pid in an X lock file, if it names a running process. A lock left by a dead server is
-/// stale: Xvfb removes it (and the old socket) itself when it starts.
-fn live_lock_owner(lock: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(lock).ok()?.trim().parse().ok()?;
-    Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
-}
-
-impl Xvfb {
-    fn start() -> Xvfb {
-        for n in 90..120 {
-            let lock = PathBuf::from(format!("/tmp/.X{n}-lock"));
-            if live_lock_owner(&lock).is_some() {
-                continue;
-            }
-            let spawned = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args(["-screen", "0", "1280x720x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let mut child = match spawned {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "Xvfb is not installed: this test needs it (Debian: apt-get install xvfb \
-                     mesa-vulkan-drivers libvulkan1 libxkbcommon-x11-0)"
-                ),
-                Err(e) => panic!("could not start Xvfb: {e}"),
-            };
-            // Ready when the lock names our server and its socket accepts connections (a
-            // stale socket file from a dead server refuses them).
-            let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // display taken by someone else meanwhile: try the next
-                }
-                if live_lock_owner(&lock) == Some(child.id())
-                    && std::os::unix::net::UnixStream::connect(&socket).is_ok()
-                {
-                    return Xvfb { child, display: n };
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            stop(&mut child);
-        }
-        panic!("no free X display in :90..:119 (or Xvfb failed to start on each)");
-    }
-}
-
-/// SIGTERM (so the server removes its lock file and socket), then SIGKILL if it lingers.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
-}
-
-fn private_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sightline-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(&dir)
-        .expect("create private temp dir");
-    dir
-}
 
 /// A `w × h` I420 picture of the eight bars, BT.709 limited range.
 fn bars_frame(w: u32, h: u32, number: u32) -> DecodedFrame {
@@ -606,7 +518,7 @@ fn window_shows_colour_bars_on_xvfb() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let xvfb = Xvfb::start();
+    let xvfb = Xvfb::start(SCREEN_SIZE.0, SCREEN_SIZE.1, 24);
     let runtime_dir = private_dir("xdg-runtime");
     let out_dir = private_dir("window-test");
     // Only test in this binary, and set before the event loop or any other thread starts.
