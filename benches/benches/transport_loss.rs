@@ -1,20 +1,31 @@
 //! Video transport under loss: datagrams with Reed–Solomon parity versus one QUIC stream per
 //! frame, over real quinn through the WAN emulator ([`sightline_viewer::wan`]).
 //!
-//! Traffic: 60 fps, a 150 KB keyframe every 5 s, P-frames of 4–12 KB (seeded), host → viewer.
-//! Each frame's latency runs from the host starting to send it to the viewer holding all of it
-//! (one process, one clock). A frame counts as delivered only when it completes in order: both
-//! transports drop a frame that completes after a newer one.
+//! Traffic: 60 fps, a 150 KB keyframe every 5 s, P-frames of 4–12 KB (seeded), host → viewer,
+//! RTT 30 ms. Each frame's latency runs from the host starting to send it to the viewer holding
+//! all of it (one process, one clock). A frame counts as delivered only when it completes in
+//! order: both transports drop a frame that completes after a newer one.
 //!
 //! * `datagram+fec10` / `datagram+fec0`: [`packetize`] fragments sized from
 //!   `max_datagram_size()`, sent as `Message::Video` datagrams, rebuilt by a [`Reassembler`]
 //!   (which gives a frame up after 100 ms or when a newer frame completes).
-//! * `stream`: one unidirectional stream per frame, newer frames at higher priority (as moq
-//!   does); the host resets a frame's stream when it is not acknowledged 100 ms after the frame
-//!   started.
+//! * `stream`: one unidirectional stream per frame. Newer groups go first (a keyframe starts a
+//!   group, as in moq) and frames of a group go in order; the host resets a frame's stream when
+//!   it is not acknowledged 100 ms after the frame started.
+//!
+//! Each cell runs with three congestion controllers, because they decide the outcome more than
+//! the transport does: quinn's default Cubic (every loss shrinks the window), quinn's BBR, and a
+//! fixed window that ignores loss (a stand-in for encoder-side rate control).
+//!
+//! Columns beyond the latency percentiles: `keyframes ms` (latency of each keyframe, or `lost`),
+//! `out of order` (streams: frames that arrived whole but after a newer one, so were dropped, and
+//! their median latency: what waiting for a retransmission costs), `relay loss` (packets the
+//! emulator dropped towards the viewer), `kernel drops` (UDP buffer overflows during the cell,
+//! from `/proc/net/snmp`; must be 0 for the cell to count), and the host's congestion window and
+//! congestion events at the end.
 //!
 //! `cargo bench -p sightline-benches --bench transport_loss` runs 10 s per cell at 0 %, 1 % and
-//! 5 % loss with a 30 ms RTT; under `cargo test` a 1 s smoke run at 1 % checks the plumbing.
+//! 5 % loss (about 5 minutes); under `cargo test` a 1 s smoke run at 1 % checks the plumbing.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};

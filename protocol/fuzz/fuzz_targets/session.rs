@@ -117,8 +117,13 @@ fuzz_target!(|data: &[u8]| {
                 h.host.handle_timeout(h.now);
             }
             6 => match Message::from_bytes(bytes) {
-                Ok(Message::Control(Control::StreamConfig(c))) => h.host.send_stream_config(c),
-                Ok(Message::CursorShape(s)) => h.host.send_cursor_shape(s),
+                Ok(Message::Control(Control::StreamConfig(c))) => {
+                    // Anything the decoder accepted is sendable.
+                    assert!(h.host.send_stream_config(c).is_ok());
+                }
+                Ok(Message::CursorShape(s)) => {
+                    assert!(h.host.send_cursor_shape(s).is_ok());
+                }
                 Ok(Message::Video(v)) => h.host.send_video(v),
                 Ok(Message::Audio(a)) => h.host.send_audio(a),
                 Ok(Message::CursorPosition(p)) => h.host.send_cursor_position(p),
