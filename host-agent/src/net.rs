@@ -149,8 +149,10 @@ fn transport_config(cfg: &NetConfig) -> quinn::TransportConfig {
     t.max_concurrent_bidi_streams(2u32.into());
     t.max_concurrent_uni_streams(2u32.into());
     t.datagram_receive_buffer_size(Some(1 << 20));
-    // A 4K keyframe is several hundred kilobytes; the buffer must hold one burst.
-    t.datagram_send_buffer_size(16 << 20);
+    // Room for one 4K keyframe burst, but no more: quinn drops the oldest datagrams when this is
+    // full, and a deep buffer only turns congestion into seconds of latency (measured through
+    // the WAN relay; see the design module).
+    t.datagram_send_buffer_size(2 << 20);
     t
 }
 

@@ -88,9 +88,18 @@
 //! every lost packet of it has been retransmitted (one RTT or more), so under loss every affected
 //! frame is late by at least an RTT; resetting stale streams bounds that but still loses the
 //! frame. Datagrams with parity rebuild most single losses with no round trip at all, and a
-//! frame that cannot be rebuilt is known lost as soon as the next frame completes. The figures
-//! that back this choice are in `docs/benchmarks.md` (transport comparison through the project's
-//! WAN relay).
+//! frame that cannot be rebuilt is known lost as soon as the next frame completes.
+//!
+//! Measured (`docs/benchmarks.md`, real quinn through the project's WAN relay, rtt 30 ms, 1 %
+//! loss, BBR): datagrams + 10 % parity delivered 100 % of frames at p99 18 ms; one stream per
+//! frame delivered 93.8 % (a lost packet costs a retransmission, ~51 ms, by which time newer
+//! frames have completed). The same measurement shows the condition for this to hold: with
+//! quinn's default Cubic, random loss collapses the window and datagrams queue for seconds in
+//! quinn's send buffer. So the host keeps that buffer small (stale datagrams are dropped
+//! oldest-first), and congestion-aware rate control — a loss-tolerant controller or the encoder
+//! following the path, with frames dropped when the datagram queue backs up — belongs to the
+//! resilience work. Parity should also follow the measured loss (10 % with at least one parity
+//! fragment loses 5 % of frames at 5 % loss).
 //!
 //! The host encodes once and fans out to every session through a bounded broadcast channel: a
 //! session that falls behind skips frames (and gets a keyframe) rather than building a queue.

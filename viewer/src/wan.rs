@@ -23,8 +23,9 @@
 //!    `±jitter` drawn per packet (the delay never goes below zero). Jitter does **not** reorder
 //!    packets of one direction: `deliver_at = max(previous deliver_at, sent + delay ± jitter)`,
 //!    like a real queue. A consequence: when packets are closely spaced, a packet with a small
-//!    draw waits for its predecessor, so the effective delay distribution is skewed upwards
-//!    (mean above `rtt/2` by up to about `jitter/2` at high packet rates).
+//!    draw waits for its predecessor, so the effective delay is skewed upwards: at packet spacings
+//!    well below the jitter it approaches `rtt/2 + jitter` (a 10 kpps burst with rtt=40ms,
+//!    jitter=10ms averages over 25 ms one way; sparse packets average 20 ms).
 //!
 //! Because delivery times of one direction never decrease, each direction is a FIFO and the relay
 //! needs no timer wheel or heap: it sleeps until the head of either queue is due.
@@ -34,6 +35,12 @@
 //! packet once it is due within half a tick, so each direction is off by about −0.5…+1 ms (on a
 //! loaded 2-core machine a 40 ms RTT echo took 40.4 ms at best, 41.6 ms median), and under a rate
 //! limit packets leave in 1 ms batches (the average rate is exact).
+//!
+//! # Socket buffers
+//! [`WanRelay::start`] binds sockets with the kernel's default buffers, which overflow when a peer
+//! bursts a few hundred kilobytes (a keyframe) faster than the relay reads; such drops show up in
+//! `/proc/net/snmp` (`RcvbufErrors`), not in [`WanStats`]. Callers that need exact loss bind
+//! their own sockets with larger buffers and use [`WanRelay::start_on`].
 //!
 //! # Reproducibility
 //! Random draws come from SplitMix64 seeded with [`WanSpec::seed`] (a fixed default). Every
@@ -464,10 +471,7 @@ pub struct WanRelay {
 impl WanRelay {
     /// Binds `127.0.0.1:0` and starts relaying to `target` with `spec` on the current tokio
     /// runtime. Fails only when a socket cannot be bound or connected.
-    ///
-    /// The sockets get the kernel's default buffers (about 208 KiB here), which overflow when a
-    /// peer bursts a few hundred kilobytes faster than the relay drains them; use
-    /// [`WanRelay::start_on`] with larger buffers when that matters.
+    /// The sockets keep the kernel's default buffers (see "Socket buffers" in the module docs).
     pub async fn start(target: SocketAddr, spec: WanSpec) -> io::Result<WanRelay> {
         let front = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let back = match target {
