@@ -365,6 +365,20 @@ pub async fn connect_with(
                 )))
             }
             Ok(Some(NetIn::Lost(why))) => {
+                // The readers race: the connection's end can be reported before the control
+                // stream's last bytes (the host's goodbye, which says why) were handed over.
+                // Take what is still coming briefly before settling for "connection lost".
+                let grace = tokio::time::Instant::now() + Duration::from_millis(100);
+                while let Ok(Some(msg)) = tokio::time::timeout_at(grace, in_rx.recv()).await {
+                    if let NetIn::Stream(b) = msg {
+                        session.handle_stream(Instant::now(), Channel::Control, &b);
+                    }
+                }
+                while let Some(ev) = session.poll_event() {
+                    if let ViewerEvent::Closed(reason) = ev {
+                        return Err(ConnectError::Hello(reason));
+                    }
+                }
                 let fallback = ConnectError::Hello(CloseReason::ConnectionLost(why.clone()));
                 return Err(match conn.close_reason() {
                     Some(e) => classify_late(&e, fallback),
