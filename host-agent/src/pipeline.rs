@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sightline_protocol::msg::{
@@ -60,6 +60,28 @@ struct Control {
     bitrate_bps: AtomicU32,
     stop: AtomicBool,
     finished: AtomicBool,
+    /// Wakes the idle thread when a viewer subscribes or the pipeline is stopped.
+    wake: (Mutex<()>, Condvar),
+}
+
+impl Control {
+    fn notify(&self) {
+        let _guard = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wake.1.notify_all();
+    }
+
+    /// Blocks while nobody watches (no capture, no encode), without polling: a viewer that
+    /// subscribes wakes the thread at once.
+    fn wait_for_viewers(&self) {
+        let guard = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let _unused = self
+            .wake
+            .1
+            .wait_while(guard, |_| {
+                self.viewers.load(Ordering::SeqCst) == 0 && !self.stop.load(Ordering::SeqCst)
+            })
+            .unwrap_or_else(PoisonError::into_inner);
+    }
 }
 
 /// The cursor as sessions should show it: position plus the image for its serial.
@@ -110,6 +132,7 @@ impl VideoFeed {
     pub fn subscribe(&self) -> Subscription {
         self.control.viewers.fetch_add(1, Ordering::SeqCst);
         self.control.keyframe.store(true, Ordering::SeqCst);
+        self.control.notify();
         let mut cursor = self.cursor.clone();
         // A new session must get the current cursor even though it did not change.
         cursor.mark_changed();
@@ -129,6 +152,7 @@ impl VideoFeed {
     /// Stops the thread.
     pub fn stop(&self) {
         self.control.stop.store(true, Ordering::SeqCst);
+        self.control.notify();
     }
 
     /// Whether the thread has ended (stopped, or its frame limit reached); the record file is
@@ -156,6 +180,7 @@ pub fn start(
         bitrate_bps: AtomicU32::new(settings.encoder.bitrate_bps),
         stop: AtomicBool::new(false),
         finished: AtomicBool::new(false),
+        wake: (Mutex::new(()), Condvar::new()),
     });
     let feed = VideoFeed {
         units: units.clone(),
@@ -188,7 +213,7 @@ pub fn start(
             let range = ColourRange::Limited;
             while !control.stop.load(Ordering::SeqCst) {
                 if control.viewers.load(Ordering::SeqCst) == 0 {
-                    std::thread::sleep(Duration::from_millis(20));
+                    control.wait_for_viewers();
                     continue;
                 }
                 let want_key = control.keyframe.load(Ordering::SeqCst);

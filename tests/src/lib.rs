@@ -101,6 +101,44 @@ pub fn pin_key(addr: SocketAddr) -> String {
     .pin_key()
 }
 
+/// Host settings for tests: 127.0.0.1 on an ephemeral port, `pki`'s authorized list.
+fn loopback_config(
+    pki: &Pki,
+    capabilities: Capabilities,
+    clock: sightline_protocol::time::WireClock,
+    video: Option<sightline_host::pipeline::VideoFeed>,
+) -> NetConfig {
+    NetConfig {
+        listen: "127.0.0.1:0".parse().expect("literal address"),
+        host_name: "test-host".into(),
+        capabilities,
+        authorized_path: pki.authorized.clone(),
+        max_sessions: 8,
+        handshake_timeout: Duration::from_secs(5),
+        session: HostConfig::default(),
+        clock,
+        video,
+        fec: FecConfig::default(),
+    }
+}
+
+/// Binds and serves `cfg` with `pki`'s host identity on the current tokio runtime.
+fn serve(
+    pki: &Pki,
+    cfg: NetConfig,
+) -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<NetEvent>,
+    quinn::Endpoint,
+) {
+    let endpoint = HostEndpoint::bind(&pki.host, cfg).expect("bind host endpoint");
+    let addr = endpoint.local_addr().expect("local addr");
+    let closer = endpoint.closer();
+    let (tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(endpoint.serve(tx));
+    (addr, events, closer)
+}
+
 /// A host endpoint serving on 127.0.0.1 with an ephemeral port.
 #[derive(Debug)]
 pub struct TestHost {
@@ -114,23 +152,8 @@ pub struct TestHost {
 impl TestHost {
     /// Starts serving with `pki`'s host identity; `capabilities` are offered to viewers.
     pub fn start(pki: &Pki, capabilities: Capabilities) -> TestHost {
-        let cfg = NetConfig {
-            listen: "127.0.0.1:0".parse().expect("literal address"),
-            host_name: "test-host".into(),
-            capabilities,
-            authorized_path: pki.authorized.clone(),
-            max_sessions: 8,
-            handshake_timeout: Duration::from_secs(5),
-            session: HostConfig::default(),
-            clock: sightline_host::net::host_clock(std::time::Instant::now()),
-            video: None,
-            fec: FecConfig::default(),
-        };
-        let endpoint = HostEndpoint::bind(&pki.host, cfg).expect("bind host endpoint");
-        let addr = endpoint.local_addr().expect("local addr");
-        let closer = endpoint.closer();
-        let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(endpoint.serve(tx));
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let (addr, events, closer) = serve(pki, loopback_config(pki, capabilities, clock, None));
         TestHost {
             addr,
             events,
@@ -202,28 +225,14 @@ impl VideoHost {
             clock,
         )
         .expect("start the video pipeline");
-        let cfg = NetConfig {
-            listen: "127.0.0.1:0".parse().expect("literal address"),
-            host_name: "video-host".into(),
-            capabilities: Capabilities {
-                video_codecs: VideoCodecs::H264,
-                bit_depths: BitDepths::EIGHT,
-                chroma: ChromaFormats::YUV420,
-                ..Capabilities::default()
-            },
-            authorized_path: pki.authorized.clone(),
-            max_sessions: 4,
-            handshake_timeout: Duration::from_secs(5),
-            session: HostConfig::default(),
-            clock,
-            video: Some(feed.clone()),
-            fec: FecConfig::default(),
+        let caps = Capabilities {
+            video_codecs: VideoCodecs::H264,
+            bit_depths: BitDepths::EIGHT,
+            chroma: ChromaFormats::YUV420,
+            ..Capabilities::default()
         };
-        let endpoint = HostEndpoint::bind(&pki.host, cfg).expect("bind host endpoint");
-        let addr = endpoint.local_addr().expect("local addr");
-        let closer = endpoint.closer();
-        let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(endpoint.serve(tx));
+        let (addr, events, closer) =
+            serve(pki, loopback_config(pki, caps, clock, Some(feed.clone())));
         VideoHost {
             addr,
             feed,

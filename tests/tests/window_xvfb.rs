@@ -21,6 +21,7 @@ use sightline_viewer::frame::{CursorOverlay, DecodedFrame, StatsSnapshot};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, ImageFormat, InputFocus, Window};
 use x11rb::protocol::xtest::ConnectionExt as _;
+use x11rb::wrapper::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
 /// SMPTE-style 75 % bars, left to right: white, yellow, cyan, green, magenta, red, blue, black.
@@ -364,8 +365,8 @@ fn key_tap(conn: &RustConnection, root: Window, keysym: u32) -> Result<(), Strin
     ] {
         conn.xtest_fake_input(kind, code, 0, root, 0, 0, 0)
             .map_err(|x| e(&x))?;
-        conn.flush().map_err(|x| e(&x))?;
-        thread::sleep(Duration::from_millis(30));
+        // A round trip: the server has processed the fake event before the next one.
+        conn.sync().map_err(|x| e(&x))?;
     }
     Ok(())
 }
@@ -466,8 +467,14 @@ fn drive(mut d: Driver, display: u32, title: &str, out_dir: &Path) -> Result<Vec
     // No window manager: give the window the keyboard focus ourselves.
     conn.set_input_focus(InputFocus::PARENT, win.id, x11rb::CURRENT_TIME)
         .map_err(|e| e.to_string())?;
-    conn.flush().map_err(|e| e.to_string())?;
-    thread::sleep(Duration::from_millis(200));
+    let focus = conn
+        .get_input_focus()
+        .map_err(|e| e.to_string())?
+        .reply()
+        .map_err(|e| e.to_string())?;
+    if focus.focus != win.id {
+        return Err(format!("focus went to {:#x}, not the window", focus.focus));
+    }
     const XK_F3: u32 = 0xffc0;
     key_tap(&conn, root, XK_F3)?;
     // The panel's top-left area lies over the white bar: with it, most pixels are dark and
