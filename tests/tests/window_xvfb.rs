@@ -21,8 +21,8 @@ use sightline_viewer::frame::{CursorOverlay, DecodedFrame, StatsSnapshot};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{AtomEnum, ConnectionExt as _, ImageFormat, InputFocus, Window};
 use x11rb::protocol::xtest::ConnectionExt as _;
-use x11rb::wrapper::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
+use x11rb::wrapper::ConnectionExt as _;
 
 /// SMPTE-style 75 % bars, left to right: white, yellow, cyan, green, magenta, red, blue, black.
 const BARS: [[u8; 3]; 8] = [

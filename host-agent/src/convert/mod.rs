@@ -254,21 +254,36 @@ pub fn bgrx_to_i420_rect(
     range: ColourRange,
     dst: &mut I420,
 ) {
+    match plan_rect(src, rect, dst) {
+        RectPlan::Whole => bgrx_to_i420(src, matrix, range, dst),
+        RectPlan::Region(region) => convert_region(src, region, matrix, range, dst),
+        RectPlan::Nothing => {}
+    }
+}
+
+/// What a rectangle conversion has to do; shared by the fast path and the scalar reference.
+enum RectPlan {
+    /// `dst` does not match `src`: convert everything (the rest would be meaningless).
+    Whole,
+    /// Convert this region only.
+    Region(Region),
+    /// Nothing to convert (empty rectangle or an empty source).
+    Nothing,
+}
+
+fn plan_rect(src: &CapturedFrame, rect: Rect, dst: &I420) -> RectPlan {
     let size = I420::padded_size(src.width, src.height);
     if size != (dst.width, dst.height) || !dst.planes_fit() {
-        bgrx_to_i420(src, matrix, range, dst);
-        return;
+        return RectPlan::Whole;
     }
     if !source_fits(src) {
         debug_assert!(
             src.width == 0 || src.height == 0,
             "inconsistent captured frame"
         );
-        return;
+        return RectPlan::Nothing;
     }
-    if let Some(region) = Region::from_rect(src, rect) {
-        convert_region(src, region, matrix, range, dst);
-    }
+    Region::from_rect(src, rect).map_or(RectPlan::Nothing, RectPlan::Region)
 }
 
 /// Converts `region` with the fast path, or the scalar one for Identity (and, should the SIMD

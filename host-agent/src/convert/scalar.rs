@@ -26,16 +26,10 @@ pub fn bgrx_to_i420_rect(
     range: ColourRange,
     dst: &mut I420,
 ) {
-    let size = I420::padded_size(src.width, src.height);
-    if size != (dst.width, dst.height) || !dst.planes_fit() {
-        bgrx_to_i420(src, matrix, range, dst);
-        return;
-    }
-    if !source_fits(src) {
-        return;
-    }
-    if let Some(region) = Region::from_rect(src, rect) {
-        convert_region(src, region, matrix, range, dst);
+    match super::plan_rect(src, rect, dst) {
+        super::RectPlan::Whole => bgrx_to_i420(src, matrix, range, dst),
+        super::RectPlan::Region(region) => convert_region(src, region, matrix, range, dst),
+        super::RectPlan::Nothing => {}
     }
 }
 
