@@ -10,3 +10,4 @@ pub mod convert;
 pub mod encode;
 pub mod net;
 pub mod pipeline;
+pub mod inject;

@@ -10,6 +10,7 @@ pub mod convert;
 pub mod decode;
 pub mod frame;
 pub mod headless;
+pub mod input;
 pub mod net;
 pub mod overlay;
 pub mod stats;

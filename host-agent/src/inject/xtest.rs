@@ -1,0 +1,1 @@
+//! XTEST injection (being written).

@@ -1,0 +1,4 @@
+//! Input capture on the viewer: keyboard, mouse, pen and jog/shuttle controllers.
+
+pub mod jog;
+pub mod pen_x11;
