@@ -11,9 +11,12 @@ use sightline_host::capture::synthetic::SyntheticSource;
 use sightline_host::capture::FrameSource;
 use sightline_host::config::{self, DEFAULT_PORT};
 use sightline_host::encode::EncoderSettings;
+use sightline_host::inject::service::Injector;
+use sightline_host::inject::xtest::XTestSink;
+use sightline_host::inject::{InputSink, LogSink};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
-use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, VideoCodecs};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, VideoCodecs};
 use sightline_protocol::session::HostConfig;
 use sightline_protocol::video::FecConfig;
 use tokio::sync::mpsc;
@@ -67,6 +70,11 @@ struct Args {
     /// Stop encoding after this many frames (0: never); for tests and benchmarks.
     #[arg(long, default_value_t = 0)]
     max_frames: u64,
+    /// Where viewers' keyboard and mouse input goes: `xtest` (the X display, via XTEST),
+    /// `log` (counted and logged, not injected) or `none` (view-only sessions). Default: xtest
+    /// when streaming an X display, else log.
+    #[arg(long, value_enum)]
+    input: Option<InputKind>,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
@@ -83,6 +91,46 @@ enum SourceKind {
     None,
 }
 
+/// Input sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InputKind {
+    /// Inject into the X display with XTEST.
+    Xtest,
+    /// Count and log input without injecting it.
+    Log,
+    /// Accept no input.
+    None,
+}
+
+/// Builds the injection thread the flags ask for (`None`: no input accepted).
+fn open_input(args: &Args, x11_display: Option<&str>) -> anyhow::Result<Option<Injector>> {
+    let kind = args.input.unwrap_or(if x11_display.is_some() {
+        InputKind::Xtest
+    } else {
+        InputKind::Log
+    });
+    let sink: Box<dyn InputSink> = match kind {
+        InputKind::None => return Ok(None),
+        InputKind::Log => Box::new(LogSink::default()),
+        InputKind::Xtest => {
+            let display = x11_display
+                .map(str::to_owned)
+                .or_else(|| args.display.clone());
+            Box::new(
+                XTestSink::open(display.as_deref())
+                    .context("keyboard and mouse injection (--input xtest)")?,
+            )
+        }
+    };
+    let name = sink.name();
+    let injector = Injector::start(sink).context("starting the injection thread")?;
+    println!(
+        "input: {name} ({})",
+        injector.kinds().names().join(", ").to_lowercase()
+    );
+    Ok(Some(injector))
+}
+
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
     let (w, h) = s
         .split_once(['x', 'X'])
@@ -95,22 +143,32 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// A frame source and, when it is an X display, that display's name (input goes there too).
+type Opened = (Box<dyn FrameSource>, Option<String>);
+
 /// Opens the frame source the flags ask for.
-fn open_source(args: &Args) -> anyhow::Result<Option<Box<dyn FrameSource>>> {
-    let synthetic = || -> Box<dyn FrameSource> {
-        Box::new(SyntheticSource::new(args.size.0, args.size.1, args.fps))
+fn open_source(args: &Args) -> anyhow::Result<Option<Opened>> {
+    let synthetic = || -> Opened {
+        (
+            Box::new(SyntheticSource::new(args.size.0, args.size.1, args.fps)),
+            None,
+        )
+    };
+    let x11 = |d: Option<String>| -> anyhow::Result<Opened> {
+        let d = d.or_else(|| std::env::var("DISPLAY").ok());
+        Ok((open_x11(d.as_deref())?, d))
     };
     match args.source {
         Some(SourceKind::None) => Ok(None),
         Some(SourceKind::Synthetic) => Ok(Some(synthetic())),
-        Some(SourceKind::X11) => Ok(Some(open_x11(args.display.as_deref())?)),
+        Some(SourceKind::X11) => Ok(Some(x11(args.display.clone())?)),
         None => {
             let display = args
                 .display
                 .clone()
                 .or_else(|| std::env::var("DISPLAY").ok());
             match display {
-                Some(d) if !d.is_empty() => match open_x11(Some(&d)) {
+                Some(d) if !d.is_empty() => match x11(Some(d)) {
                     Ok(s) => Ok(Some(s)),
                     Err(e) => {
                         tracing::warn!(error = %e, "no usable X display; streaming the synthetic picture");
@@ -196,8 +254,10 @@ fn main() -> anyhow::Result<()> {
 
     let clock = sightline_host::net::host_clock(std::time::Instant::now());
     let mut capabilities = Capabilities::default();
+    let mut x11_display = None;
     let video = match open_source(&args)? {
-        Some(source) => {
+        Some((source, display)) => {
+            x11_display = display;
             println!("video source: {}", source.describe());
             let settings = VideoSettings {
                 encoder: EncoderSettings {
@@ -228,11 +288,13 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let injector = open_input(&args, x11_display.as_deref())?;
+    capabilities.input_kinds = injector.as_ref().map_or(InputKinds::EMPTY, Injector::kinds);
     let cfg = NetConfig {
         listen: args.listen,
         host_name: name,
-        // Offer only what this build implements: 8-bit H.264 video when a source is open; input
-        // kinds are added when injection lands.
+        // Offer only what this host can do: 8-bit H.264 video when a source is open, the input
+        // kinds its sink injects.
         capabilities,
         authorized_path,
         max_sessions: args.max_sessions.max(1),
@@ -283,7 +345,16 @@ fn main() -> anyhow::Result<()> {
                         reason,
                         ..
                     } => println!("refused {remote} at {stage}: {reason}"),
-                    NetEvent::Input { .. } | NetEvent::Listening { .. } => {}
+                    NetEvent::Input {
+                        session_id,
+                        event,
+                        origin,
+                    } => {
+                        if let Some(inj) = &injector {
+                            inj.submit(session_id, event, origin);
+                        }
+                    }
+                    NetEvent::Listening { .. } => {}
                 }
             }
         });

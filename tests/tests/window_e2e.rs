@@ -128,6 +128,7 @@ fn streamed_picture_shows_in_the_viewer_window() {
             fullscreen: false,
             show_stats: false,
             initial_size: Some((W, H)),
+            view_only: false,
         },
     )
     .expect("window ran");

@@ -539,6 +539,7 @@ fn window_shows_colour_bars_on_xvfb() {
         fullscreen: false,
         show_stats: false,
         initial_size: Some(WINDOW_SIZE),
+        view_only: false,
     };
     let shared = Arc::new(WindowShared::new());
     let (tx, rx) = mpsc::channel();

@@ -31,7 +31,12 @@
 //!   stream's size, not the window's.
 //! - **Surface format:** a plain (non-sRGB) 8-bit surface when offered, see `build_pixels`.
 //! - **Keys handled here are consumed:** F11 (borderless fullscreen), F3 and Ctrl+Alt+S (stats
-//!   overlay). Their presses and releases are never to be forwarded to the host.
+//!   overlay), Ctrl+Alt+M (relative mouse mode for 3D apps). Their presses and releases are
+//!   never forwarded to the host.
+//! - **Input:** every other key goes to the host with its physical key and keysym; local
+//!   auto-repeats are not sent (the host's X server repeats held keys itself). Pointer positions
+//!   are mapped through the scaling into stream pixels (clamped at the black bars). Losing
+//!   focus sends `ReleaseAll`, so a key held while the user switches windows is let go.
 //!
 //! When the window closes, the event loop is dropped and `EventLoopProxy::send_event` starts
 //! failing with `EventLoopClosed`: that is how the network thread learns to end the session.
@@ -46,14 +51,17 @@ use tracing::{debug, info, trace, warn};
 use winit::application::ApplicationHandler;
 use winit::dpi::{LogicalSize, PhysicalSize};
 use winit::error::EventLoopError;
-use winit::event::{ElementState, KeyEvent, WindowEvent};
+use winit::event::{DeviceEvent, DeviceId, ElementState, KeyEvent, WindowEvent};
 use winit::event_loop::{
     ActiveEventLoop, ControlFlow, EventLoop, EventLoopBuilder, EventLoopProxy,
 };
 use winit::keyboard::{Key, KeyCode, ModifiersState, NamedKey, PhysicalKey};
-use winit::window::{Fullscreen, Window, WindowId};
+use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
 use crate::convert;
+use crate::input::keyboard;
+use crate::net::InputSender;
+use sightline_protocol::msg::InputEvent;
 use crate::frame::{CursorOverlay, DecodedFrame, LatestSlot, StatsSnapshot};
 use crate::overlay::{Canvas, SaveUnder, StatsPanel};
 
@@ -93,6 +101,8 @@ pub struct WindowShared {
     pub stats: Mutex<StatsSnapshot>,
     /// Frames presented since the network thread last drained this (oldest first).
     pub presented: Mutex<Vec<PresentRecord>>,
+    /// Where input goes once the session is up (`None`: view only or not connected yet).
+    pub input: Mutex<Option<InputSender>>,
 }
 
 impl Default for WindowShared {
@@ -103,6 +113,7 @@ impl Default for WindowShared {
             cursor: Mutex::default(),
             stats: Mutex::default(),
             presented: Mutex::default(),
+            input: Mutex::default(),
         }
     }
 }
@@ -139,6 +150,8 @@ pub struct WindowOptions {
     pub show_stats: bool,
     /// Inner size in physical pixels (default: 1280×720 logical).
     pub initial_size: Option<(u32, u32)>,
+    /// Send no input to the host.
+    pub view_only: bool,
 }
 
 impl Default for WindowOptions {
@@ -148,6 +161,7 @@ impl Default for WindowOptions {
             fullscreen: false,
             show_stats: false,
             initial_size: None,
+            view_only: false,
         }
     }
 }
@@ -286,6 +300,12 @@ struct App {
     modifiers: ModifiersState,
     /// Keys whose press was a local shortcut: their release is consumed too.
     held_shortcuts: HashSet<PhysicalKey>,
+    /// Relative mouse mode (pointer locked to the window, motion sent as deltas).
+    pointer_lock: bool,
+    /// Fractions of a scroll unit not sent yet.
+    scroll_carry: (f64, f64),
+    /// Last pointer position sent, stream pixels.
+    last_pointer: Option<(i32, i32)>,
     error: Option<WindowError>,
 }
 
@@ -294,6 +314,7 @@ struct App {
 enum Shortcut {
     ToggleFullscreen,
     ToggleStats,
+    TogglePointerLock,
 }
 
 fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Option<Shortcut> {
@@ -310,6 +331,11 @@ fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Optio
         || matches!(logical, Key::Character(c) if c.eq_ignore_ascii_case("s"));
     if s && mods.control_key() && mods.alt_key() {
         return Some(Shortcut::ToggleStats);
+    }
+    let m = physical == PhysicalKey::Code(KeyCode::KeyM)
+        || matches!(logical, Key::Character(c) if c.eq_ignore_ascii_case("m"));
+    if m && mods.control_key() && mods.alt_key() {
+        return Some(Shortcut::TogglePointerLock);
     }
     None
 }
@@ -389,6 +415,9 @@ impl App {
             save_under: SaveUnder::default(),
             modifiers: ModifiersState::empty(),
             held_shortcuts: HashSet::new(),
+            pointer_lock: false,
+            scroll_carry: (0.0, 0.0),
+            last_pointer: None,
             error: None,
         }
     }
@@ -563,6 +592,39 @@ impl App {
                 debug!(show = self.show_stats, "toggle stats overlay");
                 gfx.window.request_redraw();
             }
+            Shortcut::TogglePointerLock => self.set_pointer_lock(!self.pointer_lock),
+        }
+    }
+
+    /// Relative mouse mode on or off: the pointer is locked (or, where locking is not
+    /// supported, confined) to the window and hidden; motion goes out as deltas.
+    fn set_pointer_lock(&mut self, on: bool) {
+        let Some(gfx) = &self.gfx else { return };
+        if on {
+            let grabbed = gfx
+                .window
+                .set_cursor_grab(CursorGrabMode::Locked)
+                .or_else(|_| gfx.window.set_cursor_grab(CursorGrabMode::Confined));
+            if let Err(e) = grabbed {
+                warn!(error = %e, "pointer lock not available");
+                return;
+            }
+            gfx.window.set_cursor_visible(false);
+        } else {
+            let _ = gfx.window.set_cursor_grab(CursorGrabMode::None);
+            gfx.window.set_cursor_visible(true);
+        }
+        info!(on, "relative mouse mode (Ctrl+Alt+M toggles)");
+        self.pointer_lock = on;
+    }
+
+    /// Sends input to the host unless the session is view only or not up yet.
+    fn send(&self, event: InputEvent) {
+        if self.opts.view_only {
+            return;
+        }
+        if let Some(tx) = lock(&self.shared.input).as_ref() {
+            tx.send(event);
         }
     }
 }
@@ -586,6 +648,15 @@ fn fill_opaque_black(buf: &mut [u8]) {
 }
 
 impl ApplicationHandler<AppEvent> for App {
+    fn device_event(&mut self, _: &ActiveEventLoop, _: DeviceId, event: DeviceEvent) {
+        if let (true, DeviceEvent::MouseMotion { delta }) = (self.pointer_lock, event) {
+            let (dx, dy) = (delta.0.round() as i32, delta.1.round() as i32);
+            if dx != 0 || dy != 0 {
+                self.send(InputEvent::PointerRelative { dx, dy });
+            }
+        }
+    }
+
     fn resumed(&mut self, event_loop: &ActiveEventLoop) {
         if self.gfx.is_some() {
             return;
@@ -639,8 +710,53 @@ impl ApplicationHandler<AppEvent> for App {
             WindowEvent::KeyboardInput { event, .. } if self.handle_shortcut(&event) => {
                 // A local shortcut: consumed, never sent to the host.
             }
-            WindowEvent::KeyboardInput { .. } => {
-                // Other keys go to the input module (not wired yet).
+            WindowEvent::KeyboardInput { event, .. } => {
+                // The host's own auto-repeat repeats held keys; local repeats are not sent.
+                if event.repeat {
+                    return;
+                }
+                if let Some(k) = keyboard::key_event(
+                    event.physical_key,
+                    &event.logical_key,
+                    event.location,
+                    event.state,
+                    self.modifiers,
+                ) {
+                    self.send(InputEvent::Key(k));
+                }
+            }
+            WindowEvent::CursorMoved { position, .. } if !self.pointer_lock => {
+                let Some(gfx) = &self.gfx else { return };
+                let (x, y) = gfx
+                    .pixels
+                    .window_pos_to_pixel((position.x as f32, position.y as f32))
+                    .unwrap_or_else(|outside| gfx.pixels.clamp_pixel_pos(outside));
+                let p = (x as i32, y as i32);
+                if self.last_pointer != Some(p) {
+                    self.last_pointer = Some(p);
+                    self.send(InputEvent::PointerMove { x: p.0, y: p.1 });
+                }
+            }
+            WindowEvent::MouseInput { state, button, .. } => {
+                if let Some(button) = keyboard::mouse_button(button) {
+                    self.send(InputEvent::Button {
+                        button,
+                        pressed: state == ElementState::Pressed,
+                    });
+                }
+            }
+            WindowEvent::MouseWheel { delta, .. } => {
+                if let Some((dx, dy)) = keyboard::scroll(delta, &mut self.scroll_carry) {
+                    self.send(InputEvent::Scroll { dx, dy });
+                }
+            }
+            WindowEvent::Focused(false) => {
+                // Keys released while another window has focus never reach us: the host lets
+                // go of everything now rather than keep a key held.
+                self.send(InputEvent::ReleaseAll);
+                if self.pointer_lock {
+                    self.set_pointer_lock(false);
+                }
             }
             _ => {}
         }

@@ -54,6 +54,9 @@ struct Args {
     /// Start in borderless fullscreen (F11 toggles).
     #[arg(long)]
     fullscreen: bool,
+    /// Watch only: send no keyboard, mouse, pen or controller input to the host.
+    #[arg(long)]
+    view_only: bool,
     /// Show the stats overlay from the start (F3 or Ctrl+Alt+S toggles).
     #[arg(long)]
     stats: bool,
@@ -125,6 +128,7 @@ fn main() -> anyhow::Result<()> {
             fullscreen: args.fullscreen,
             show_stats: args.stats,
             initial_size: None,
+            view_only: args.view_only,
         };
         match run_windowed(rt, opts, window)? {
             WindowedEnd::ConnectFailed(e) => {

@@ -15,7 +15,7 @@ use sightline_certs::{
     PinOutcome, PinnedHostVerifier, TrustPolicy,
 };
 use sightline_protocol::msg::{
-    BitDepths, ChromaFormats, GoodbyeReason, InputEvent, VideoCodecs, Welcome,
+    BitDepths, ChromaFormats, GoodbyeReason, InputEvent, InputKinds, VideoCodecs, Welcome,
 };
 use sightline_protocol::session::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 use sightline_protocol::time::WireClock;
@@ -163,7 +163,39 @@ pub struct ViewerConnection {
     connection: quinn::Connection,
 }
 
+/// A cheap handle for sending input from another thread (the window's event loop) without
+/// waiting: events are queued in order; ones the session refuses are counted, not reported.
+#[derive(Debug, Clone)]
+pub struct InputSender {
+    commands: mpsc::UnboundedSender<Command>,
+    kinds: InputKinds,
+}
+
+impl InputSender {
+    /// Queues `event` if its kind was negotiated; false when it was not or the session is over.
+    pub fn send(&self, event: InputEvent) -> bool {
+        if !sightline_protocol::session::input_kind(&event).is_none_or(|k| self.kinds.contains(k)) {
+            return false;
+        }
+        let (tx, _rx) = oneshot::channel();
+        self.commands.send(Command::Input(event, tx)).is_ok()
+    }
+
+    /// The input kinds both ends agreed on.
+    pub fn kinds(&self) -> InputKinds {
+        self.kinds
+    }
+}
+
 impl ViewerConnection {
+    /// A handle for sending input from another thread.
+    pub fn input_sender(&self) -> InputSender {
+        InputSender {
+            commands: self.commands.clone(),
+            kinds: self.welcome.capabilities.input_kinds,
+        }
+    }
+
     /// Queues an input event; returns its sequence number.
     pub async fn send_input(&self, event: InputEvent) -> Result<u64, SendInputError> {
         let (tx, rx) = oneshot::channel();

@@ -256,6 +256,7 @@ async fn session_for_window(
         "{} — Sightline ({host})",
         conn.welcome.host_name
     )));
+    *shared.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.input_sender());
     let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals);
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut stream: Option<StreamConfig> = None;

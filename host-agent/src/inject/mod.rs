@@ -9,10 +9,13 @@
 //! * [`Router`]: sends each kind of input to the sink that handles it.
 
 pub mod jog_profile;
+pub mod keymap;
+pub mod service;
 pub mod uinput;
 pub mod xtest;
 
 use sightline_protocol::msg::{InputEvent, InputKinds};
+use sightline_protocol::session::input_kind;
 use std::sync::{Arc, Mutex};
 
 /// Why an event could not be injected.
@@ -75,22 +78,6 @@ pub fn event_kind(e: &InputEvent) -> &'static str {
     }
 }
 
-/// The [`InputKinds`] bit an event needs.
-pub fn event_input_kind(e: &InputEvent) -> InputKinds {
-    match e {
-        InputEvent::Key(_) => InputKinds::KEYBOARD,
-        InputEvent::PointerMove { .. }
-        | InputEvent::PointerRelative { .. }
-        | InputEvent::Button { .. }
-        | InputEvent::Scroll { .. } => InputKinds::MOUSE,
-        InputEvent::Pen(_) => InputKinds::PEN,
-        InputEvent::Jog { .. } | InputEvent::Shuttle { .. } | InputEvent::ControllerButton { .. } => {
-            InputKinds::JOG_SHUTTLE
-        }
-        InputEvent::ReleaseAll => InputKinds::EMPTY,
-    }
-}
-
 /// A sink that records every event (shared, so a test can look while the host runs).
 #[derive(Debug, Clone)]
 pub struct RecordingSink {
@@ -129,6 +116,28 @@ impl InputSink for RecordingSink {
 impl Default for RecordingSink {
     fn default() -> Self {
         RecordingSink::new()
+    }
+}
+
+/// A sink that injects nothing: it counts events and logs them at debug level (for a host
+/// without a desktop to inject into, e.g. streaming the synthetic picture).
+#[derive(Debug, Default)]
+pub struct LogSink {
+    /// Events seen.
+    pub count: u64,
+}
+
+impl InputSink for LogSink {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+    fn kinds(&self) -> InputKinds {
+        InputKinds::KEYBOARD.union(InputKinds::MOUSE)
+    }
+    fn inject(&mut self, event: &InputEvent) -> Result<(), InjectError> {
+        self.count += 1;
+        tracing::debug!(?event, "input (not injected)");
+        Ok(())
     }
 }
 
@@ -185,7 +194,7 @@ impl InputSink for Router {
             }
             return first.map_or(Ok(()), Err);
         }
-        let need = event_input_kind(event);
+        let need = input_kind(event).unwrap_or(InputKinds::EMPTY);
         match self.sinks.iter_mut().find(|s| s.kinds().contains(need)) {
             Some(s) => s.inject(event),
             None => Err(InjectError::Unsupported {

@@ -1,4 +1,5 @@
 //! Input capture on the viewer: keyboard, mouse, pen and jog/shuttle controllers.
 
 pub mod jog;
+pub mod keyboard;
 pub mod pen_x11;
