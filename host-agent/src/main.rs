@@ -13,7 +13,8 @@ use sightline_host::config::{self, DEFAULT_PORT};
 use sightline_host::encode::EncoderSettings;
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
-use sightline_host::inject::{InputSink, LogSink};
+use sightline_host::inject::jog_profile::{self, JogProfileSink};
+use sightline_host::inject::{InputSink, LogSink, Router};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
 use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, VideoCodecs};
@@ -75,6 +76,15 @@ struct Args {
     /// when streaming an X display, else log.
     #[arg(long, value_enum)]
     input: Option<InputKind>,
+    /// Jog/shuttle controllers drive editor shortcuts with this profile: a built-in name
+    /// (resolve, premiere, kdenlive, blender, lightworks, avid) or a TOML file. Without it they
+    /// appear as a virtual jog/shuttle device (needs uinput). See docs/jog-shuttle.md.
+    #[arg(long, value_name = "NAME|FILE")]
+    jog_profile: Option<String>,
+    /// Virtual uinput devices for pen tablets (pressure, tilt) and jog/shuttle controllers:
+    /// `auto` uses them when /dev/uinput is writable, `on` requires them, `off` never.
+    #[arg(long, value_enum, default_value = "auto")]
+    uinput: Uinput,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
@@ -102,6 +112,17 @@ enum InputKind {
     None,
 }
 
+/// uinput use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Uinput {
+    /// When /dev/uinput is available.
+    Auto,
+    /// Required: fail to start without it.
+    On,
+    /// Never.
+    Off,
+}
+
 /// Builds the injection thread the flags ask for (`None`: no input accepted).
 fn open_input(args: &Args, x11_display: Option<&str>) -> anyhow::Result<Option<Injector>> {
     let kind = args.input.unwrap_or(if x11_display.is_some() {
@@ -109,26 +130,81 @@ fn open_input(args: &Args, x11_display: Option<&str>) -> anyhow::Result<Option<I
     } else {
         InputKind::Log
     });
-    let sink: Box<dyn InputSink> = match kind {
+    let mut router = Router::new();
+    let mut names = Vec::new();
+    let display = x11_display
+        .map(str::to_owned)
+        .or_else(|| args.display.clone());
+    let mut screen = (args.size.0, args.size.1);
+    match kind {
         InputKind::None => return Ok(None),
-        InputKind::Log => Box::new(LogSink::default()),
-        InputKind::Xtest => {
-            let display = x11_display
-                .map(str::to_owned)
-                .or_else(|| args.display.clone());
-            Box::new(
-                XTestSink::open(display.as_deref())
-                    .context("keyboard and mouse injection (--input xtest)")?,
-            )
+        InputKind::Log => {
+            router.add(Box::new(LogSink::default()));
+            names.push("log");
         }
-    };
-    let name = sink.name();
-    let injector = Injector::start(sink).context("starting the injection thread")?;
+        InputKind::Xtest => {
+            let x = XTestSink::open(display.as_deref())
+                .context("keyboard and mouse injection (--input xtest)")?;
+            screen = (x.screen_size().0 as u32, x.screen_size().1 as u32);
+            router.add(Box::new(x));
+            names.push("xtest");
+        }
+    }
+    if let Some(spec) = &args.jog_profile {
+        let profile = jog_profile::lookup(spec).context("--jog-profile")?;
+        let keyboard = XTestSink::open(display.as_deref())
+            .context("--jog-profile types through XTEST: it needs the X display")?;
+        router.add(Box::new(JogProfileSink::new(profile, Box::new(keyboard))));
+        names.push("jog profile");
+    }
+    if args.uinput != Uinput::Off {
+        match open_uinput(screen, args.jog_profile.is_none()) {
+            Ok(sinks) => {
+                for s in sinks {
+                    names.push(s.name());
+                    router.add(s);
+                }
+            }
+            Err(e) if args.uinput == Uinput::On => {
+                return Err(anyhow::Error::new(e).context("--uinput on"))
+            }
+            Err(e) => {
+                tracing::info!("no pen tablet or jog/shuttle injection: {e}");
+            }
+        }
+    }
+    let injector = Injector::start(Box::new(router)).context("starting the injection thread")?;
     println!(
-        "input: {name} ({})",
+        "input: {} ({})",
+        names.join(" + "),
         injector.kinds().names().join(", ").to_lowercase()
     );
     Ok(Some(injector))
+}
+
+/// The uinput pen tablet (and the virtual jog/shuttle device when `jog` is set).
+#[cfg(target_os = "linux")]
+fn open_uinput(
+    screen: (u32, u32),
+    jog: bool,
+) -> Result<Vec<Box<dyn InputSink>>, sightline_host::inject::InjectError> {
+    use sightline_host::inject::uinput::{UinputJogShuttle, UinputPen};
+    let mut v: Vec<Box<dyn InputSink>> = vec![Box::new(UinputPen::open(screen.0, screen.1)?)];
+    if jog {
+        v.push(Box::new(UinputJogShuttle::open()?));
+    }
+    Ok(v)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_uinput(
+    _screen: (u32, u32),
+    _jog: bool,
+) -> Result<Vec<Box<dyn InputSink>>, sightline_host::inject::InjectError> {
+    Err(sightline_host::inject::InjectError::Open {
+        backend: "uinput",
+        detail: "uinput exists only on Linux".into(),
+    })
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {

@@ -2,6 +2,7 @@
 //! loopback port, with its events collected.
 
 pub mod relay;
+pub mod xlisten;
 pub mod xvfb;
 
 use std::net::SocketAddr;
@@ -229,6 +230,9 @@ impl VideoHost {
             video_codecs: VideoCodecs::H264,
             bit_depths: BitDepths::EIGHT,
             chroma: ChromaFormats::YUV420,
+            // Input is reported as NetEvent::Input; tests that inject wire it to a sink.
+            input_kinds: sightline_protocol::msg::InputKinds::KEYBOARD
+                .union(sightline_protocol::msg::InputKinds::MOUSE),
             ..Capabilities::default()
         };
         let (addr, events, closer) =

@@ -306,6 +306,8 @@ struct App {
     scroll_carry: (f64, f64),
     /// Last pointer position sent, stream pixels.
     last_pointer: Option<(i32, i32)>,
+    /// A decoded picture is in the buffer (its size is the stream's).
+    has_picture: bool,
     error: Option<WindowError>,
 }
 
@@ -418,6 +420,7 @@ impl App {
             pointer_lock: false,
             scroll_carry: (0.0, 0.0),
             last_pointer: None,
+            has_picture: false,
             error: None,
         }
     }
@@ -516,6 +519,7 @@ impl App {
                 gfx.buffer = (f.width, f.height);
             }
             convert::i420_to_rgba(f, gfx.pixels.frame_mut());
+            self.has_picture = true;
             self.save_under.forget();
         }
         let (bw, bh) = gfx.buffer;
@@ -727,6 +731,10 @@ impl ApplicationHandler<AppEvent> for App {
             }
             WindowEvent::CursorMoved { position, .. } if !self.pointer_lock => {
                 let Some(gfx) = &self.gfx else { return };
+                // Until a picture arrived the scaling (and so the position) is unknown.
+                if !self.has_picture {
+                    return;
+                }
                 let (x, y) = gfx
                     .pixels
                     .window_pos_to_pixel((position.x as f32, position.y as f32))

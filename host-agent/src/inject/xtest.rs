@@ -126,6 +126,11 @@ impl XTestSink {
         self.offset = (x, y);
     }
 
+    /// The X screen's size in pixels.
+    pub fn screen_size(&self) -> (u16, u16) {
+        self.screen
+    }
+
     /// Counters so far.
     pub fn counters(&self) -> XTestCounters {
         self.counters
