@@ -59,6 +59,7 @@ use winit::keyboard::{Key, KeyCode, ModifiersState, NamedKey, PhysicalKey};
 use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
 use crate::convert;
+use crate::input::devices::{ExtraInputs, ScaleState};
 use crate::input::keyboard;
 use crate::net::InputSender;
 use sightline_protocol::msg::InputEvent;
@@ -308,15 +309,19 @@ struct App {
     last_pointer: Option<(i32, i32)>,
     /// A decoded picture is in the buffer (its size is the stream's).
     has_picture: bool,
+    /// Window and picture sizes for the pen thread's mapping.
+    scale: Arc<ScaleState>,
+    /// Pen tablets and jog/shuttle controllers opened for this session.
+    extra: Option<ExtraInputs>,
     error: Option<WindowError>,
 }
 
 /// A key combination the viewer handles itself instead of sending it to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shortcut {
-    ToggleFullscreen,
-    ToggleStats,
-    TogglePointerLock,
+    Fullscreen,
+    Stats,
+    PointerLock,
 }
 
 fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Option<Shortcut> {
@@ -324,20 +329,20 @@ fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Optio
         physical == PhysicalKey::Code(code) || *logical == Key::Named(named)
     };
     if is(KeyCode::F11, NamedKey::F11) {
-        return Some(Shortcut::ToggleFullscreen);
+        return Some(Shortcut::Fullscreen);
     }
     if is(KeyCode::F3, NamedKey::F3) {
-        return Some(Shortcut::ToggleStats);
+        return Some(Shortcut::Stats);
     }
     let s = physical == PhysicalKey::Code(KeyCode::KeyS)
         || matches!(logical, Key::Character(c) if c.eq_ignore_ascii_case("s"));
     if s && mods.control_key() && mods.alt_key() {
-        return Some(Shortcut::ToggleStats);
+        return Some(Shortcut::Stats);
     }
     let m = physical == PhysicalKey::Code(KeyCode::KeyM)
         || matches!(logical, Key::Character(c) if c.eq_ignore_ascii_case("m"));
     if m && mods.control_key() && mods.alt_key() {
-        return Some(Shortcut::TogglePointerLock);
+        return Some(Shortcut::PointerLock);
     }
     None
 }
@@ -421,6 +426,8 @@ impl App {
             scroll_carry: (0.0, 0.0),
             last_pointer: None,
             has_picture: false,
+            scale: Arc::default(),
+            extra: None,
             error: None,
         }
     }
@@ -517,6 +524,8 @@ impl App {
                     })?;
                 debug!(width = f.width, height = f.height, "stream size changed");
                 gfx.buffer = (f.width, f.height);
+                let size = gfx.window.inner_size();
+                self.scale.set((size.width, size.height), gfx.buffer);
             }
             convert::i420_to_rgba(f, gfx.pixels.frame_mut());
             self.has_picture = true;
@@ -583,7 +592,7 @@ impl App {
     fn apply(&mut self, s: Shortcut) {
         let Some(gfx) = &self.gfx else { return };
         match s {
-            Shortcut::ToggleFullscreen => {
+            Shortcut::Fullscreen => {
                 let next = match gfx.window.fullscreen() {
                     Some(_) => None,
                     None => Some(Fullscreen::Borderless(None)),
@@ -591,12 +600,12 @@ impl App {
                 debug!(fullscreen = next.is_some(), "toggle fullscreen");
                 gfx.window.set_fullscreen(next);
             }
-            Shortcut::ToggleStats => {
+            Shortcut::Stats => {
                 self.show_stats = !self.show_stats;
                 debug!(show = self.show_stats, "toggle stats overlay");
                 gfx.window.request_redraw();
             }
-            Shortcut::TogglePointerLock => self.set_pointer_lock(!self.pointer_lock),
+            Shortcut::PointerLock => self.set_pointer_lock(!self.pointer_lock),
         }
     }
 
@@ -622,6 +631,31 @@ impl App {
         self.pointer_lock = on;
     }
 
+    /// Opens pen tablets and jog/shuttle controllers when the host takes that input.
+    fn start_devices(&mut self, gfx: &Gfx) {
+        use sightline_protocol::msg::InputKinds;
+        let kinds = match lock(&self.shared.input).as_ref() {
+            Some(tx) if !self.opts.view_only => tx.kinds(),
+            _ => return,
+        };
+        let size = gfx.window.inner_size();
+        self.scale.set((size.width, size.height), gfx.buffer);
+        let x11_window = x11_window_id(&gfx.window);
+        let shared = self.shared.clone();
+        let send = Arc::new(move |ev: InputEvent| {
+            if let Some(tx) = lock(&shared.input).as_ref() {
+                tx.send(ev);
+            }
+        });
+        self.extra = Some(ExtraInputs::start(
+            x11_window,
+            self.scale.clone(),
+            kinds.contains(InputKinds::PEN),
+            kinds.contains(InputKinds::JOG_SHUTTLE),
+            send,
+        ));
+    }
+
     /// Sends input to the host unless the session is view only or not up yet.
     fn send(&self, event: InputEvent) {
         if self.opts.view_only {
@@ -630,6 +664,16 @@ impl App {
         if let Some(tx) = lock(&self.shared.input).as_ref() {
             tx.send(event);
         }
+    }
+}
+
+/// The X11 window id behind a winit window (None on other platforms or on Wayland).
+fn x11_window_id(window: &Window) -> Option<u32> {
+    use winit::raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    match window.window_handle().ok()?.as_raw() {
+        RawWindowHandle::Xlib(h) => u32::try_from(h.window).ok(),
+        RawWindowHandle::Xcb(h) => Some(h.window.get()),
+        _ => None,
     }
 }
 
@@ -669,6 +713,7 @@ impl ApplicationHandler<AppEvent> for App {
             Ok(gfx) => {
                 // A frame may already be waiting.
                 gfx.window.request_redraw();
+                self.start_devices(&gfx);
                 self.gfx = Some(gfx);
             }
             Err(e) => self.fail(event_loop, e),
@@ -703,6 +748,7 @@ impl ApplicationHandler<AppEvent> for App {
                 if let Err(e) = gfx.pixels.resize_surface(size.width, size.height) {
                     warn!(error = %e, width = size.width, height = size.height, "resize ignored");
                 }
+                self.scale.set((size.width, size.height), gfx.buffer);
                 gfx.window.request_redraw();
             }
             WindowEvent::RedrawRequested => {
@@ -732,7 +778,7 @@ impl ApplicationHandler<AppEvent> for App {
             WindowEvent::CursorMoved { position, .. } if !self.pointer_lock => {
                 let Some(gfx) = &self.gfx else { return };
                 // Until a picture arrived the scaling (and so the position) is unknown.
-                if !self.has_picture {
+                if !self.has_picture || self.extra.as_ref().is_some_and(|e| e.pen_in_range()) {
                     return;
                 }
                 let (x, y) = gfx
@@ -806,15 +852,15 @@ mod tests {
         let f = |code, key: Key, mods| shortcut(PhysicalKey::Code(code), &key, mods);
         assert_eq!(
             f(KeyCode::F11, Key::Named(NamedKey::F11), none),
-            Some(Shortcut::ToggleFullscreen)
+            Some(Shortcut::Fullscreen)
         );
         assert_eq!(
             f(KeyCode::F3, Key::Named(NamedKey::F3), none),
-            Some(Shortcut::ToggleStats)
+            Some(Shortcut::Stats)
         );
         assert_eq!(
             f(KeyCode::KeyS, Key::Character("s".into()), ctrl_alt),
-            Some(Shortcut::ToggleStats)
+            Some(Shortcut::Stats)
         );
         assert_eq!(f(KeyCode::KeyS, Key::Character("s".into()), none), None);
         assert_eq!(

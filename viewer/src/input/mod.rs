@@ -1,5 +1,6 @@
 //! Input capture on the viewer: keyboard, mouse, pen and jog/shuttle controllers.
 
+pub mod devices;
 pub mod jog;
 pub mod keyboard;
 pub mod pen_x11;
