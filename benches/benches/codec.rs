@@ -32,6 +32,7 @@ fn pictures(w: u32, h: u32, n: usize) -> Vec<I420> {
 
 fn settings() -> EncoderSettings {
     EncoderSettings {
+        usage: Default::default(),
         bitrate_bps: 20_000_000,
         fps: 60.0,
         max_slice_bytes: 1100,

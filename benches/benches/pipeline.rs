@@ -1,7 +1,9 @@
-//! Per-frame stage figures for the video pipeline on desktop-like content (the synthetic
-//! source: scrolling text, a moving box, static bars and ramp), at 1080p and 2160p:
-//! synthetic render (stands in for capture), convert, encode (openh264, screen content,
-//! 2 threads, ~1100-byte slices), decode (openh264). Prints p50/p99 per stage and the bitrate.
+//! Per-frame stage figures for the video pipeline on the synthetic source's two scenes —
+//! `Desktop` (typing: one glyph and a cursor per frame over a static page) and `Busy` (the whole
+//! text area scrolling, a bouncing box: ~40 % of the pixels change every frame) — at 1080p with
+//! openh264's camera and screen-content tunings, and `Busy` at 2160p: synthetic render (stands
+//! in for capture), convert, encode (2 threads, ~1100-byte slices), decode (openh264). Prints
+//! p50/p99 per stage, the bitrate and the mean PSNR of the luma.
 //!
 //! `cargo bench -p sightline-benches --bench pipeline` runs 300 frames per size;
 //! under `cargo test` it runs a 10-frame smoke pass.
@@ -10,11 +12,11 @@ use std::time::Instant;
 
 use openh264::decoder::Decoder;
 use openh264::OpenH264API;
-use sightline_host::capture::synthetic::SyntheticSource;
+use sightline_host::capture::synthetic::{Scene, SyntheticSource};
 use sightline_host::capture::{CaptureOutcome, CapturedFrame, FrameSource};
 use sightline_host::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
 use sightline_host::encode::openh264::OpenH264Encoder;
-use sightline_host::encode::{EncoderSettings, VideoEncoder};
+use sightline_host::encode::{EncoderSettings, EncoderUsage, VideoEncoder};
 use sightline_protocol::msg::{ColourMatrix, ColourRange};
 
 fn pct(v: &mut [f64], q: f64) -> f64 {
@@ -22,12 +24,15 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
     v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-fn run(w: u32, h: u32, frames: usize) {
+fn run(w: u32, h: u32, frames: usize, scene: Scene, usage: EncoderUsage) {
     let fps = 60;
-    let mut src = SyntheticSource::new(w, h, 1000); // render as fast as asked
+    let mut src = SyntheticSource::new(w, h, fps)
+        .with_scene(scene)
+        .with_pacing(false); // one step per frame, as fast as asked
     let mut frame = CapturedFrame::new();
     let mut pic = I420::new(w, h);
     let mut enc = OpenH264Encoder::new(EncoderSettings {
+        usage,
         bitrate_bps: 20_000_000,
         fps: fps as f32,
         max_slice_bytes: 1100,
@@ -42,6 +47,7 @@ fn run(w: u32, h: u32, frames: usize) {
     let (mut cap, mut conv, mut encs, mut decs, mut total) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut bytes = 0usize;
+    let mut psnr = Vec::new();
     let mut first = true;
     for i in 0..frames {
         let t0 = Instant::now();
@@ -67,8 +73,26 @@ fn run(w: u32, h: u32, frames: usize) {
         let au = enc.encode(&pic, first).expect("encode").expect("a frame");
         first = false;
         let t3 = Instant::now();
-        let _ = dec.decode(&au.data).expect("decode");
+        let decoded = dec.decode(&au.data).expect("decode");
         let t4 = Instant::now();
+        if let (Some(d), true) = (decoded, i >= 5) {
+            use openh264::formats::YUVSource;
+            let ys = d.strides().0;
+            let mut se = 0f64;
+            for y in 0..h as usize {
+                let (a, b) = (
+                    &d.y()[y * ys..][..w as usize],
+                    &pic.y[y * pic.y_stride..][..w as usize],
+                );
+                se += a
+                    .iter()
+                    .zip(b)
+                    .map(|(p, q)| (*p as f64 - *q as f64).powi(2))
+                    .sum::<f64>();
+            }
+            let mse = (se / (w as f64 * h as f64)).max(1e-6);
+            psnr.push(10.0 * (255.0f64 * 255.0 / mse).log10());
+        }
         if i >= 5 {
             // Skip the warm-up and the keyframe.
             cap.push((t1 - t0).as_secs_f64() * 1e3);
@@ -80,7 +104,9 @@ fn run(w: u32, h: u32, frames: usize) {
         }
     }
     let n = cap.len().max(1);
-    println!("{w}x{h}, {n} frames (after 5 warm-up), openh264 screen content, 2 threads:");
+    println!(
+        "{w}x{h} {scene:?} scene, {n} frames (after 5 warm-up), openh264 {usage:?} usage, 2 threads:"
+    );
     for (name, v) in [
         ("capture (synthetic render)", &mut cap),
         ("convert BGRX→I420", &mut conv),
@@ -99,11 +125,25 @@ fn run(w: u32, h: u32, frames: usize) {
         bytes as f64 * 8.0 * fps as f64 / n as f64 / 1e6,
         bytes / n
     );
+    println!(
+        "  PSNR-Y mean {:.1} dB",
+        psnr.iter().sum::<f64>() / psnr.len().max(1) as f64
+    );
 }
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let frames = if full { 300 } else { 10 };
-    run(1920, 1080, frames);
-    run(3840, 2160, if full { 120 } else { 6 });
+    for scene in [Scene::Desktop, Scene::Busy] {
+        for usage in [EncoderUsage::Camera, EncoderUsage::Screen] {
+            run(1920, 1080, frames, scene, usage);
+        }
+    }
+    run(
+        3840,
+        2160,
+        if full { 120 } else { 6 },
+        Scene::Busy,
+        EncoderUsage::Camera,
+    );
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{AuthorizedViewers, Identity, Role};
-use sightline_host::capture::synthetic::SyntheticSource;
+use sightline_host::capture::synthetic::{Scene, SyntheticSource};
 use sightline_host::capture::FrameSource;
 use sightline_host::config::{self, DEFAULT_PORT};
-use sightline_host::encode::EncoderSettings;
+use sightline_host::encode::{EncoderSettings, EncoderUsage};
+use sightline_host::inject::jog_profile::{self, JogProfileSink};
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
-use sightline_host::inject::jog_profile::{self, JogProfileSink};
 use sightline_host::inject::{InputSink, LogSink, Router};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
@@ -59,6 +59,14 @@ struct Args {
     /// Frames per second (synthetic rate; encoder rate hint).
     #[arg(long, default_value_t = 60)]
     fps: u32,
+    /// What the synthetic picture shows: `desktop` (typing on a static page: little changes,
+    /// like real desktop work) or `busy` (the whole text area scrolls: an encoder stress test).
+    #[arg(long, value_enum, default_value = "desktop")]
+    scene: SceneArg,
+    /// Encoder tuning: `camera` (fastest; default) or `screen` (fewest bits on text, but a
+    /// slow whole-frame analysis: ~20 ms per 1080p frame on 2 cores). See docs/benchmarks.md.
+    #[arg(long, value_enum, default_value = "camera")]
+    encoder_usage: UsageArg,
     /// Video bitrate in Mbit/s.
     #[arg(long, default_value_t = 20.0)]
     bitrate: f64,
@@ -99,6 +107,24 @@ enum SourceKind {
     Synthetic,
     /// No video (session and clock sync only).
     None,
+}
+
+/// Synthetic scenes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SceneArg {
+    /// Typing on a static page.
+    Desktop,
+    /// Scrolling text and a bouncing box.
+    Busy,
+}
+
+/// Encoder tunings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum UsageArg {
+    /// Real-time camera tuning.
+    Camera,
+    /// Screen-content tuning.
+    Screen,
 }
 
 /// Input sinks.
@@ -226,7 +252,14 @@ type Opened = (Box<dyn FrameSource>, Option<String>);
 fn open_source(args: &Args) -> anyhow::Result<Option<Opened>> {
     let synthetic = || -> Opened {
         (
-            Box::new(SyntheticSource::new(args.size.0, args.size.1, args.fps)),
+            Box::new(
+                SyntheticSource::new(args.size.0, args.size.1, args.fps).with_scene(
+                    match args.scene {
+                        SceneArg::Desktop => Scene::Desktop,
+                        SceneArg::Busy => Scene::Busy,
+                    },
+                ),
+            ),
             None,
         )
     };
@@ -337,6 +370,10 @@ fn main() -> anyhow::Result<()> {
             println!("video source: {}", source.describe());
             let settings = VideoSettings {
                 encoder: EncoderSettings {
+                    usage: match args.encoder_usage {
+                        UsageArg::Camera => EncoderUsage::Camera,
+                        UsageArg::Screen => EncoderUsage::Screen,
+                    },
                     bitrate_bps: (args.bitrate * 1e6) as u32,
                     fps: args.fps as f32,
                     max_slice_bytes: 1100,

@@ -210,6 +210,7 @@ impl VideoHost {
         let clock = sightline_host::net::host_clock(std::time::Instant::now());
         let settings = VideoSettings {
             encoder: EncoderSettings {
+                usage: Default::default(),
                 bitrate_bps,
                 fps: fps as f32,
                 max_slice_bytes: 1100,

@@ -15,9 +15,18 @@ use x11rb::wrapper::ConnectionExt as _;
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum Seen {
-    KeyPress { keycode: u8, keysym: u32, shift: bool },
-    KeyRelease { keycode: u8 },
-    Motion { x: i16, y: i16 },
+    KeyPress {
+        keycode: u8,
+        keysym: u32,
+        shift: bool,
+    },
+    KeyRelease {
+        keycode: u8,
+    },
+    Motion {
+        x: i16,
+        y: i16,
+    },
     ButtonPress(u8),
     ButtonRelease(u8),
 }
@@ -77,7 +86,13 @@ pub fn listen(display: String, ready: std_mpsc::Sender<()>, out: std_mpsc::Sende
                 let shift = k.state.contains(KeyButMask::SHIFT);
                 let base = (k.detail - min) as usize * map.0;
                 let syms = &map.1[base..base + map.0];
-                let upper = |s: u32| if (0x61..=0x7a).contains(&s) { s - 0x20 } else { s };
+                let upper = |s: u32| {
+                    if (0x61..=0x7a).contains(&s) {
+                        s - 0x20
+                    } else {
+                        s
+                    }
+                };
                 let keysym = match (shift, syms.get(1).copied().unwrap_or(0)) {
                     (true, 0) => upper(syms[0]),
                     (true, s) => s,
@@ -130,4 +145,3 @@ pub fn all_released(seen: &[Seen]) -> bool {
     }
     held.values().all(|&n| n <= 0)
 }
-

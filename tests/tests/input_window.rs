@@ -54,10 +54,15 @@ fn user(display: &str, seen: &std_mpsc::Receiver<Seen>) -> Result<Vec<Seen>, Str
             got.push(s);
         }
         // Pointer positions are only sent once the picture (and so the scaling) is known.
-        if got
-            .iter()
-            .any(|s| matches!(s, Seen::Motion { x: 99..=101, y: 49..=51 }))
-        {
+        if got.iter().any(|s| {
+            matches!(
+                s,
+                Seen::Motion {
+                    x: 99..=101,
+                    y: 49..=51
+                }
+            )
+        }) {
             break;
         }
     }

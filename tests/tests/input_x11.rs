@@ -15,10 +15,10 @@ use sightline_protocol::msg::{
     Capabilities, InputEvent, InputKinds, KeyEvent, Modifiers, MouseButton,
 };
 use sightline_tests::relay::Relay;
+use sightline_tests::xlisten::{all_released, collect, listen, Seen};
 use sightline_tests::xvfb::Xvfb;
 use sightline_tests::{Pki, TestHost};
 use sightline_viewer::net::{connect, ViewerConnection};
-use sightline_tests::xlisten::{all_released, collect, listen, Seen};
 
 const XK_SHIFT_L: u32 = 0xffe1;
 const XK_A: u32 = 0x41;
@@ -62,7 +62,10 @@ async fn setup() -> Setup {
         input_kinds: injector.kinds(),
         ..Capabilities::default()
     };
-    assert_eq!(caps.input_kinds, InputKinds::KEYBOARD.union(InputKinds::MOUSE));
+    assert_eq!(
+        caps.input_kinds,
+        InputKinds::KEYBOARD.union(InputKinds::MOUSE)
+    );
     let mut host = TestHost::start(&pki, caps);
     let addr = host.addr;
     let inj = injector.clone();
@@ -120,7 +123,9 @@ async fn keys_pointer_buttons_and_scroll_reach_an_x_client() {
     // A named key by physical code.
     send(key(0x50, XK_LEFT, true)).await.unwrap();
     send(key(0x50, XK_LEFT, false)).await.unwrap();
-    send(InputEvent::PointerMove { x: 100, y: 50 }).await.unwrap();
+    send(InputEvent::PointerMove { x: 100, y: 50 })
+        .await
+        .unwrap();
     send(InputEvent::Button {
         button: MouseButton::LEFT,
         pressed: true,
@@ -209,7 +214,10 @@ async fn hold_keys(conn: &ViewerConnection, seen: &std_mpsc::Receiver<Seen>) -> 
     .await
     .unwrap();
     collect(seen, |v| {
-        v.iter().filter(|x| matches!(x, Seen::KeyPress { .. })).count() >= 2
+        v.iter()
+            .filter(|x| matches!(x, Seen::KeyPress { .. }))
+            .count()
+            >= 2
             && v.contains(&Seen::ButtonPress(1))
     })
 }

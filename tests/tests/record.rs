@@ -15,6 +15,7 @@ async fn recorded_stream_decodes_with_ffmpeg_to_the_same_frame_count() {
     const FRAMES: u64 = 45;
     let settings = VideoSettings {
         encoder: EncoderSettings {
+            usage: Default::default(),
             bitrate_bps: 4_000_000,
             fps: 60.0,
             max_slice_bytes: 1100,

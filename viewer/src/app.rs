@@ -59,12 +59,12 @@ use winit::keyboard::{Key, KeyCode, ModifiersState, NamedKey, PhysicalKey};
 use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
 use crate::convert;
+use crate::frame::{CursorOverlay, DecodedFrame, LatestSlot, StatsSnapshot};
 use crate::input::devices::{ExtraInputs, ScaleState};
 use crate::input::keyboard;
 use crate::net::InputSender;
-use sightline_protocol::msg::InputEvent;
-use crate::frame::{CursorOverlay, DecodedFrame, LatestSlot, StatsSnapshot};
 use crate::overlay::{Canvas, SaveUnder, StatsPanel};
+use sightline_protocol::msg::InputEvent;
 
 /// Events the network/decode thread sends to the window through its [`EventLoopProxy`].
 #[derive(Debug, Clone, PartialEq, Eq)]

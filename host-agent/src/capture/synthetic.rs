@@ -32,6 +32,18 @@ pub const BARS: [(u8, u8, u8); 8] = [
     (0, 0, 0),
 ];
 
+/// What moves in the picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scene {
+    /// Heavy motion: the whole text area scrolls 2 px per frame and a box bounces (about 40 % of
+    /// the pixels change every frame) — a stress test for the encoder.
+    #[default]
+    Busy,
+    /// A desktop in use: static text, one line being typed (a glyph per frame and a cursor), the
+    /// barcode — a few thousand pixels change per frame, as when someone types or edits.
+    Desktop,
+}
+
 /// Where everything is for a given size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -163,8 +175,76 @@ fn hash(mut x: u64) -> u64 {
 const BG: (u8, u8, u8) = (30, 32, 38);
 const FG: (u8, u8, u8) = (220, 220, 210);
 
+/// Height of a text line.
+const LINE_H: u32 = 18;
+/// Advance of a glyph.
+const GLYPH_W: u32 = 9;
+
+/// Draws the glyph pattern of line `k` starting at `top` (clipped to `clip`), glyphs `0..max`.
+fn draw_line(k: u32, top: i64, x0: u32, clip: Rect, max: u32, data: &mut [u8], stride: usize) {
+    let h = hash(k as u64);
+    let indent = (h % 6) as u32 * GLYPH_W * 2;
+    let len = (20 + (h >> 8) % 60).min(max as u64);
+    for g in 0..len as u32 {
+        let gh = hash(((k as u64) << 20) ^ g as u64);
+        if gh.is_multiple_of(7) {
+            continue; // a space
+        }
+        let x = x0 + 8 + indent + g * GLYPH_W;
+        if x + GLYPH_W > clip.x + clip.w {
+            break;
+        }
+        // A glyph: a 7×12 pattern of strokes from the hash.
+        for gy in 0..12u32 {
+            let y = top + 3 + gy as i64;
+            if y < clip.y as i64 || y >= (clip.y + clip.h) as i64 {
+                continue;
+            }
+            let bits = (gh >> (gy % 8 * 7)) as u32;
+            for gx in 0..7u32 {
+                let on =
+                    (gy == 0 && gh & 1 == 1) || (gx == 0 && gh & 2 == 2) || bits >> gx & 1 == 1;
+                if on {
+                    put(data, stride, x + gx, y as u32, FG);
+                }
+            }
+        }
+    }
+}
+
+/// Draws the text area's lines scrolled up by `scroll` pixels (the area must be cleared).
+fn draw_text(l: &Layout, scroll: u32, data: &mut [u8], stride: usize) {
+    let a = l.text;
+    let first_line = scroll / LINE_H;
+    let last_line = (scroll + a.h) / LINE_H + 1;
+    for k in first_line..=last_line {
+        let top = a.y as i64 + (k * LINE_H) as i64 - scroll as i64;
+        draw_line(k, top, a.x, a, u32::MAX, data, stride);
+    }
+}
+
+/// The line being typed in [`Scene::Desktop`]: the text area's last full line.
+pub fn typing_line(l: &Layout) -> Rect {
+    let a = l.text;
+    let lines = a.h / LINE_H;
+    Rect {
+        x: a.x,
+        y: a.y + lines.saturating_sub(1) * LINE_H,
+        w: a.w,
+        h: LINE_H.min(a.h),
+    }
+}
+
+/// Glyphs per typed line before it starts over.
+const TYPED_PER_LINE: u64 = 90;
+
 /// Draws the parts that never move.
 pub fn render_static(l: &Layout, data: &mut [u8], stride: usize) {
+    render_static_scene(l, Scene::Busy, data, stride);
+}
+
+/// Draws the parts of `scene` that never move.
+pub fn render_static_scene(l: &Layout, scene: Scene, data: &mut [u8], stride: usize) {
     fill(
         data,
         stride,
@@ -198,11 +278,84 @@ pub fn render_static(l: &Layout, data: &mut [u8], stride: usize) {
             put(data, stride, x, y, (v, v, v));
         }
     }
+    if scene == Scene::Desktop {
+        // A page of text above the typed line.
+        let a = l.text;
+        let page = Rect {
+            h: typing_line(l).y - a.y,
+            ..a
+        };
+        for k in 0..page.h / LINE_H {
+            draw_line(
+                k,
+                (a.y + k * LINE_H) as i64,
+                a.x,
+                page,
+                u32::MAX,
+                data,
+                stride,
+            );
+        }
+    }
 }
 
 /// Draws the moving parts of frame `seq` and returns what changed since frame `seq − 1`.
 pub fn render_dynamic(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: usize) -> Vec<Rect> {
-    // Barcode.
+    render_dynamic_scene(l, Scene::Busy, seq, fps, data, stride)
+}
+
+/// [`render_dynamic`] for `scene`.
+pub fn render_dynamic_scene(
+    l: &Layout,
+    scene: Scene,
+    seq: u64,
+    fps: u32,
+    data: &mut [u8],
+    stride: usize,
+) -> Vec<Rect> {
+    draw_barcode(l, seq, fps, data, stride);
+    match scene {
+        Scene::Busy => {
+            // Text-like rows scrolling up 2 px per frame.
+            let scroll = ((seq * 2) % (LINE_H as u64 * 100_000)) as u32;
+            fill(data, stride, l.text, BG);
+            draw_text(l, scroll, data, stride);
+            // Bouncing box: clear the previous position, draw the new one.
+            fill(data, stride, l.arena, BG);
+            let b = l.box_at(seq);
+            let (r, g, bl) = hsv((seq % 360) as f32);
+            fill(data, stride, b, (r, g, bl));
+            vec![l.barcode(), l.text, l.arena]
+        }
+        Scene::Desktop => {
+            // One glyph more per frame on the typed line, then a cursor after it.
+            let line = typing_line(l);
+            fill(data, stride, line, BG);
+            let typed = (seq % TYPED_PER_LINE) as u32;
+            let k = 1_000 + (seq / TYPED_PER_LINE) as u32;
+            draw_line(k, line.y as i64, line.x, line, typed, data, stride);
+            let h = hash(k as u64);
+            let indent = (h % 6) as u32 * GLYPH_W * 2;
+            let cx = line.x + 8 + indent + typed * GLYPH_W;
+            if cx + 2 <= line.x + line.w {
+                fill(
+                    data,
+                    stride,
+                    Rect {
+                        x: cx,
+                        y: line.y + 2,
+                        w: 2,
+                        h: LINE_H - 4,
+                    },
+                    FG,
+                );
+            }
+            vec![l.barcode(), line]
+        }
+    }
+}
+
+fn draw_barcode(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: usize) {
     let t = media_time_us(seq, fps);
     let rows = [seq as u32, !(seq as u32), (t >> 32) as u32, t as u32];
     for (row, value) in rows.iter().enumerate() {
@@ -221,53 +374,6 @@ pub fn render_dynamic(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: u
             );
         }
     }
-    // Text-like rows scrolling up 2 px per frame: line k sits at y = k * line_h − scroll.
-    let line_h = 18u32;
-    let glyph_w = 9u32;
-    // The glyph pattern repeats every 100,000 lines, which keeps the arithmetic in range.
-    let scroll = ((seq * 2) % (line_h as u64 * 100_000)) as u32;
-    let a = l.text;
-    fill(data, stride, a, BG);
-    let first_line = scroll / line_h;
-    let last_line = (scroll + a.h) / line_h + 1;
-    for k in first_line..=last_line {
-        let top = a.y as i64 + (k * line_h) as i64 - scroll as i64;
-        let h = hash(k as u64);
-        let indent = (h % 6) as u32 * glyph_w * 2;
-        let len = 20 + (h >> 8) % 60;
-        for g in 0..len as u32 {
-            let gh = hash(((k as u64) << 20) ^ g as u64);
-            if gh.is_multiple_of(7) {
-                continue; // a space
-            }
-            let x = a.x + 8 + indent + g * glyph_w;
-            if x + glyph_w > a.x + a.w {
-                break;
-            }
-            // A glyph: a 7×12 pattern of strokes from the hash.
-            for gy in 0..12u32 {
-                let y = top + 3 + gy as i64;
-                if y < a.y as i64 || y >= (a.y + a.h) as i64 {
-                    continue;
-                }
-                let bits = (gh >> (gy % 8 * 7)) as u32;
-                for gx in 0..7u32 {
-                    let on =
-                        (gy == 0 && gh & 1 == 1) || (gx == 0 && gh & 2 == 2) || bits >> gx & 1 == 1;
-                    if on {
-                        put(data, stride, x + gx, y as u32, FG);
-                    }
-                }
-            }
-        }
-    }
-    // Bouncing box: clear the previous position, draw the new one.
-    fill(data, stride, l.arena, BG);
-    let b = l.box_at(seq);
-    let hue = (seq % 360) as f32;
-    let (r, g, bl) = hsv(hue);
-    fill(data, stride, b, (r, g, bl));
-    vec![l.barcode(), a, l.arena]
 }
 
 fn hsv(h: f32) -> (u8, u8, u8) {
@@ -289,12 +395,23 @@ fn hsv(h: f32) -> (u8, u8, u8) {
 
 /// Renders frame `seq` completely (for tests that need the exact source picture).
 pub fn render_frame(width: u32, height: u32, seq: u64, fps: u32) -> CapturedFrame {
+    render_frame_scene(width, height, seq, fps, Scene::Busy)
+}
+
+/// [`render_frame`] for `scene`.
+pub fn render_frame_scene(
+    width: u32,
+    height: u32,
+    seq: u64,
+    fps: u32,
+    scene: Scene,
+) -> CapturedFrame {
     let mut f = CapturedFrame::new();
     f.reshape(width, height, PixelFormat::Bgrx8);
     let l = Layout::new(width, height);
     let stride = f.stride;
-    render_static(&l, &mut f.data, stride);
-    render_dynamic(&l, seq, fps, &mut f.data, stride);
+    render_static_scene(&l, scene, &mut f.data, stride);
+    render_dynamic_scene(&l, scene, seq, fps, &mut f.data, stride);
     f.sequence = seq;
     f
 }
@@ -324,6 +441,8 @@ pub struct SyntheticSource {
     seq: u64,
     full_next: bool,
     statics: Vec<u8>,
+    scene: Scene,
+    paced: bool,
 }
 
 impl SyntheticSource {
@@ -341,7 +460,25 @@ impl SyntheticSource {
             seq: 0,
             full_next: true,
             statics,
+            scene: Scene::Busy,
+            paced: true,
         }
+    }
+
+    /// Without pacing every call returns the next frame at once (benchmarks: the content then
+    /// moves by exactly one step per frame however long the consumer takes).
+    pub fn with_pacing(mut self, paced: bool) -> Self {
+        self.paced = paced;
+        self
+    }
+
+    /// The same source showing `scene`.
+    pub fn with_scene(mut self, scene: Scene) -> Self {
+        let l = self.layout;
+        render_static_scene(&l, scene, &mut self.statics, l.width as usize * 4);
+        self.scene = scene;
+        self.full_next = true;
+        self
     }
 
     /// Frames per second.
@@ -353,8 +490,8 @@ impl SyntheticSource {
 impl FrameSource for SyntheticSource {
     fn describe(&self) -> String {
         format!(
-            "synthetic {}x{} @ {} fps",
-            self.layout.width, self.layout.height, self.fps
+            "synthetic {}x{} @ {} fps ({:?} scene)",
+            self.layout.width, self.layout.height, self.fps, self.scene
         )
     }
 
@@ -373,7 +510,9 @@ impl FrameSource for SyntheticSource {
     ) -> Result<CaptureOutcome, CaptureError> {
         let due = self.start + Duration::from_micros(media_time_us(self.seq, self.fps));
         let now = Instant::now();
-        if due > now {
+        if !self.paced {
+            // Frames on demand.
+        } else if due > now {
             if due - now > timeout {
                 std::thread::sleep(timeout);
                 return Ok(CaptureOutcome::Timeout);
@@ -392,11 +531,11 @@ impl FrameSource for SyntheticSource {
         let stride = frame.stride;
         let damage = if self.full_next || reshaped {
             frame.data.copy_from_slice(&self.statics);
-            render_dynamic(&l, self.seq, self.fps, &mut frame.data, stride);
+            render_dynamic_scene(&l, self.scene, self.seq, self.fps, &mut frame.data, stride);
             self.full_next = false;
             Vec::new()
         } else {
-            render_dynamic(&l, self.seq, self.fps, &mut frame.data, stride)
+            render_dynamic_scene(&l, self.scene, self.seq, self.fps, &mut frame.data, stride)
         };
         frame.damage = damage;
         frame.sequence = self.seq;
@@ -434,6 +573,39 @@ mod tests {
         assert_eq!(
             read_barcode(&luma_of(&f), 640, 640, 360).map(|v| v.0),
             Some(5)
+        );
+    }
+
+    #[test]
+    fn desktop_scene_changes_little_and_renders_incrementally() {
+        let mut src = SyntheticSource::new(1920, 1080, 1000).with_scene(Scene::Desktop);
+        let mut f = CapturedFrame::new();
+        // Past a line wrap, so the typed line starts over at least once.
+        for _ in 0..(TYPED_PER_LINE + 5) {
+            src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        }
+        let want = render_frame_scene(1920, 1080, f.sequence, 1000, Scene::Desktop);
+        assert_eq!(
+            f.data, want.data,
+            "damage-only redraw must equal a full render"
+        );
+        let damaged: u64 = f.damage.iter().map(Rect::area).sum();
+        assert!(
+            damaged < 1920 * 1080 / 30,
+            "a desktop scene changes little: {damaged}"
+        );
+        let prev = render_frame_scene(1920, 1080, f.sequence - 1, 1000, Scene::Desktop);
+        let changed = f
+            .data
+            .chunks(4)
+            .zip(prev.data.chunks(4))
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(changed > 0 && changed < 2_000, "{changed} pixels changed");
+        let luma = luma_of(&f);
+        assert_eq!(
+            read_barcode(&luma, 1920, 1920, 1080).map(|b| b.0 as u64),
+            Some(f.sequence)
         );
     }
 

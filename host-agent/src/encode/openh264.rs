@@ -1,5 +1,5 @@
 //! H.264 with Cisco's openh264 (built from source, with nasm for its assembly): 8-bit 4:2:0,
-//! screen-content mode, no frame skipping, no periodic IDR (keyframes on request), size-limited
+//! camera or screen-content tuning ([`EncoderUsage`]), no frame skipping, no periodic IDR (keyframes on request), size-limited
 //! slices so a slice fits the transport's datagrams, several threads.
 
 use openh264::encoder::{
@@ -10,7 +10,7 @@ use openh264::formats::YUVSource;
 use openh264::OpenH264API;
 use sightline_protocol::msg::{BitDepths, ChromaFormats, VideoCodec};
 
-use super::{EncodeError, EncodedFrame, EncoderCaps, EncoderSettings, VideoEncoder};
+use super::{EncodeError, EncodedFrame, EncoderCaps, EncoderSettings, EncoderUsage, VideoEncoder};
 use crate::convert::I420;
 
 const NAME: &str = "openh264";
@@ -31,17 +31,23 @@ impl std::fmt::Debug for OpenH264Encoder {
 }
 
 fn config_for(s: &EncoderSettings) -> EncoderConfig {
+    let screen = s.usage == EncoderUsage::Screen;
     let mut c = EncoderConfig::new()
-        .usage_type(UsageType::ScreenContentRealTime)
+        .usage_type(if screen {
+            UsageType::ScreenContentRealTime
+        } else {
+            UsageType::CameraVideoRealTime
+        })
         .rate_control_mode(RateControlMode::Bitrate)
         .bitrate(BitRate::from_bps(s.bitrate_bps))
         .max_frame_rate(FrameRate::from_hz(s.fps))
         .skip_frames(false)
         .intra_frame_period(IntraFramePeriod::from_num_frames(0))
         .complexity(Complexity::Low)
-        // Screen-content mode wants scene-change detection and has neither background
-        // detection nor adaptive quantisation.
-        .scene_change_detect(true)
+        // Screen-content mode wants scene-change detection; camera mode goes without (it costs
+        // a whole-frame pass and we never insert keyframes on our own). Neither uses background
+        // detection or adaptive quantisation.
+        .scene_change_detect(screen)
         .background_detection(false)
         .adaptive_quantization(false)
         .num_threads(s.threads)

@@ -67,11 +67,11 @@ const HID_TO_EVDEV: &[(u16, u16)] = &[
     (0x40, 65),
     (0x41, 66),
     (0x42, 67),
-    (0x43, 68), // F10
-    (0x44, 87), // F11
-    (0x45, 88), // F12
-    (0x46, 99), // Print / SysRq
-    (0x47, 70), // Scroll Lock
+    (0x43, 68),  // F10
+    (0x44, 87),  // F11
+    (0x45, 88),  // F12
+    (0x46, 99),  // Print / SysRq
+    (0x47, 70),  // Scroll Lock
     (0x48, 119), // Pause
     (0x49, 110), // Insert
     (0x4a, 102), // Home
@@ -219,9 +219,17 @@ impl Keymap {
         let mut shifted = None;
         for kc in self.keycodes() {
             match self.level_of(kc, keysym) {
-                Some(0) => return Some(KeyPlace { keycode: kc, level: 0 }),
+                Some(0) => {
+                    return Some(KeyPlace {
+                        keycode: kc,
+                        level: 0,
+                    })
+                }
                 Some(l) if shifted.is_none() => {
-                    shifted = Some(KeyPlace { keycode: kc, level: l })
+                    shifted = Some(KeyPlace {
+                        keycode: kc,
+                        level: l,
+                    })
                 }
                 _ => {}
             }
@@ -285,11 +293,35 @@ mod tests {
     #[test]
     fn finds_plain_and_shifted_places() {
         let k = us_like();
-        assert_eq!(k.find(0x61), Some(KeyPlace { keycode: 9, level: 0 }));
-        assert_eq!(k.find(0x41), Some(KeyPlace { keycode: 9, level: 1 }));
-        assert_eq!(k.find(0x21), Some(KeyPlace { keycode: 10, level: 1 }));
+        assert_eq!(
+            k.find(0x61),
+            Some(KeyPlace {
+                keycode: 9,
+                level: 0
+            })
+        );
+        assert_eq!(
+            k.find(0x41),
+            Some(KeyPlace {
+                keycode: 9,
+                level: 1
+            })
+        );
+        assert_eq!(
+            k.find(0x21),
+            Some(KeyPlace {
+                keycode: 10,
+                level: 1
+            })
+        );
         // é listed alone gives É at level 1.
-        assert_eq!(k.find(0xc9), Some(KeyPlace { keycode: 12, level: 1 }));
+        assert_eq!(
+            k.find(0xc9),
+            Some(KeyPlace {
+                keycode: 12,
+                level: 1
+            })
+        );
         assert_eq!(k.find(0x20ac), None);
         assert_eq!(k.spare_keycodes(), vec![8]);
     }
@@ -298,7 +330,13 @@ mod tests {
     fn remapping_sets_every_level() {
         let mut k = us_like();
         k.set(8, 0x20ac);
-        assert_eq!(k.find(0x20ac), Some(KeyPlace { keycode: 8, level: 0 }));
+        assert_eq!(
+            k.find(0x20ac),
+            Some(KeyPlace {
+                keycode: 8,
+                level: 0
+            })
+        );
         assert_eq!(k.syms(8), &[0x20ac, 0x20ac]);
         assert!(k.spare_keycodes().is_empty());
     }

@@ -195,7 +195,11 @@ impl XTestSink {
             .map_err(xerr)?;
         self.keymap.set(kc, sym);
         self.remapped.push((sym, kc));
-        debug!(keysym = format_args!("{sym:#x}"), keycode = kc, "bound a spare keycode");
+        debug!(
+            keysym = format_args!("{sym:#x}"),
+            keycode = kc,
+            "bound a spare keycode"
+        );
         Ok(Some(kc))
     }
 
@@ -224,7 +228,10 @@ impl XTestSink {
         }
         if k.keysym == 0 {
             self.counters.unplaced += 1;
-            debug!(code = k.code, "key with no keysym and no known keycode dropped");
+            debug!(
+                code = k.code,
+                "key with no keysym and no known keycode dropped"
+            );
             return Ok(());
         }
         // 2. The keysym in the host keymap, adjusting Shift for its level.
@@ -370,9 +377,7 @@ impl XTestSink {
 fn fetch_keymap(conn: &RustConnection) -> Result<Keymap, Box<dyn std::error::Error>> {
     let setup = conn.setup();
     let (min, max) = (setup.min_keycode, setup.max_keycode);
-    let r = conn
-        .get_keyboard_mapping(min, max - min + 1)?
-        .reply()?;
+    let r = conn.get_keyboard_mapping(min, max - min + 1)?.reply()?;
     Ok(Keymap {
         min_keycode: min,
         per_keycode: r.keysyms_per_keycode,

@@ -347,7 +347,10 @@ mod tests {
         assert_eq!(ch("é"), 0xe9);
         assert_eq!(ch("€"), 0x0100_20ac);
         assert_eq!(ch("ab"), 0, "a multi-character string has no single keysym");
-        assert_eq!(keysym(&Key::Character("5".into()), KeyLocation::Numpad), 0xffb5);
+        assert_eq!(
+            keysym(&Key::Character("5".into()), KeyLocation::Numpad),
+            0xffb5
+        );
         let named = |n: NamedKey, l: KeyLocation| keysym(&Key::Named(n), l);
         assert_eq!(named(NamedKey::Shift, KeyLocation::Left), 0xffe1);
         assert_eq!(named(NamedKey::Shift, KeyLocation::Right), 0xffe2);
