@@ -178,7 +178,8 @@ impl HeldInput {
             InputEvent::PointerMove { .. }
             | InputEvent::PointerRelative { .. }
             | InputEvent::Scroll { .. }
-            | InputEvent::Jog { .. } => {}
+            | InputEvent::Jog { .. }
+            | InputEvent::Probe { .. } => {}
         }
     }
 

@@ -44,6 +44,7 @@ pub mod colour;
 pub mod design;
 pub mod input;
 pub mod msg;
+pub mod probe;
 pub mod session;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]

@@ -197,7 +197,7 @@ fn gen_f32(r: &mut SplitMix64) -> f32 {
 }
 
 fn gen_input_event(r: &mut SplitMix64) -> InputEvent {
-    match r.below(10) {
+    match r.below(11) {
         0 => {
             let (code, keysym) = match r.below(3) {
                 0 => (r.range(1, 0xFFFF) as u16, 0),
@@ -250,6 +250,9 @@ fn gen_input_event(r: &mut SplitMix64) -> InputEvent {
         8 => InputEvent::ControllerButton {
             index: r.u8(),
             pressed: r.bool(),
+        },
+        9 => InputEvent::Probe {
+            id: r.u32().max(1),
         },
         _ => InputEvent::ReleaseAll,
     }

@@ -413,6 +413,7 @@ fn input_event() -> impl Strategy<Value = InputEvent> {
         (any::<u8>(), any::<bool>())
             .prop_map(|(index, pressed)| InputEvent::ControllerButton { index, pressed }),
         Just(InputEvent::ReleaseAll),
+        (1..=u32::MAX).prop_map(|id| InputEvent::Probe { id }),
     ]
 }
 
@@ -1060,7 +1061,7 @@ fn unknown_input_tags() {
         viewer_time_us: 2,
         event: InputEvent::ReleaseAll,
     });
-    for tag in [10u8, 11, 255] {
+    for tag in [11u8, 12, 255] {
         // tag(1) + seq(8) + time(8) → the event tag is at offset 17.
         expect_unknown(&patched(&m, 17, tag), "input event", tag as u32);
     }

@@ -75,6 +75,7 @@ pub fn event_kind(e: &InputEvent) -> &'static str {
         InputEvent::Shuttle { .. } => "shuttle",
         InputEvent::ControllerButton { .. } => "controller button",
         InputEvent::ReleaseAll => "release all",
+        InputEvent::Probe { .. } => "latency probe",
     }
 }
 

@@ -31,7 +31,7 @@ flag_set! {
 }
 flag_set! {
     /// Kinds of input a viewer can send and a host will inject.
-    InputKinds(u8) { KEYBOARD = 0, MOUSE = 1, PEN = 2, JOG_SHUTTLE = 3, TOUCH = 4 }
+    InputKinds(u8) { KEYBOARD = 0, MOUSE = 1, PEN = 2, JOG_SHUTTLE = 3, TOUCH = 4, PROBE = 5 }
 }
 
 /// What a peer can do. The host answers with the intersection of its own and the viewer's.

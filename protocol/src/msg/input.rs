@@ -150,6 +150,12 @@ pub enum InputEvent {
     },
     /// Release everything held (viewer lost focus).
     ReleaseAll,
+    /// A latency probe (bench mode): the host shows `id` and its arrival time in the next
+    /// captured frame (see [`crate::probe`]), so the viewer can time input → photon.
+    Probe {
+        /// Probe number, never 0.
+        id: u32,
+    },
 }
 
 impl InputEvent {
@@ -237,6 +243,10 @@ impl Encode for InputMessage {
                 out.put_bool(pressed);
             }
             InputEvent::ReleaseAll => out.put_u8(9),
+            InputEvent::Probe { id } => {
+                out.put_u8(10);
+                out.put_u32(id);
+            }
         }
     }
 }
@@ -324,6 +334,13 @@ impl Decode for InputMessage {
                 pressed: r.bool("controller button state")?,
             },
             9 => InputEvent::ReleaseAll,
+            10 => {
+                let id = r.u32("probe id")?;
+                if id == 0 {
+                    return Err(invalid("probe", "id 0 means no probe"));
+                }
+                InputEvent::Probe { id }
+            }
             t => {
                 return Err(DecodeError::UnknownTag {
                     what: "input event",

@@ -132,6 +132,7 @@ pub fn input_kind(ev: &InputEvent) -> Option<InputKinds> {
         | InputEvent::Shuttle { .. }
         | InputEvent::ControllerButton { .. } => InputKinds::JOG_SHUTTLE,
         InputEvent::ReleaseAll => return None,
+        InputEvent::Probe { .. } => InputKinds::PROBE,
     })
 }
 
