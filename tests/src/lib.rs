@@ -83,6 +83,7 @@ impl Pki {
                 ..ViewerConfig::default()
             },
             connect_timeout: Duration::from_secs(5),
+            via: None,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! decodes, presents and sends input. [`net`] is the only module that touches quinn.
 
 pub mod app;
+pub mod bench;
+pub mod bench_plot;
 pub mod config;
 pub mod convert;
 pub mod decode;

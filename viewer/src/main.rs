@@ -8,13 +8,14 @@ use clap::Parser;
 use sightline_certs::{Identity, TrustPolicy};
 use std::sync::PoisonError;
 
-use sightline_protocol::msg::{Capabilities, StreamConfig};
+use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::WindowOptions;
 use sightline_viewer::config::{self, HostAddr};
 use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
+use sightline_viewer::wan::WanSpec;
 use sightline_viewer::window::{run_windowed, WindowedEnd};
 
 /// Sightline viewer: connects to a host agent over QUIC (TLS 1.3, AES-256-GCM), authenticated
@@ -63,15 +64,65 @@ struct Args {
     /// Seconds to wait for the host to answer.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
+    /// Bench mode: measure input → photon with latency probes, print a per-stage table.
+    #[arg(long)]
+    bench: bool,
+    /// With --bench: probes to measure.
+    #[arg(long, default_value_t = 200)]
+    samples: usize,
+    /// With --bench: write the report (every sample, per-stage percentiles) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// With --bench: write a plot (round-trip histogram and stage stack) as SVG here.
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// With --bench: route the session through the built-in WAN emulator, e.g.
+    /// `rtt=30ms,jitter=5ms,loss=1%,rate=50mbit` (no root needed).
+    #[arg(long, value_name = "SPEC")]
+    wan: Option<WanSpec>,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
+}
+
+async fn run_bench_mode(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
+    use sightline_viewer::bench::{run_bench, BenchOptions};
+    let b = BenchOptions {
+        samples: args.samples.max(1),
+        wan: args.wan,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ..BenchOptions::default()
+    };
+    let report = match run_bench(opts, b).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("viewer: bench against {} failed: {e}", args.host);
+            std::process::exit(2);
+        }
+    };
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report.json())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON: {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("plot: {}", path.display());
+    }
+    if report.samples.is_empty() {
+        anyhow::bail!("no probe came back ({} lost)", report.lost);
+    }
+    Ok(())
 }
 
 const AFTER_HELP: &str = "\
 Examples:
   viewer workstation.example:4433 --identity ~/.config/sightline/viewer-identity --known-hosts ~/.config/sightline/known_hosts
   viewer 127.0.0.1 --pings 10
+  viewer 127.0.0.1 --bench --samples 300 --json bench.json --plot bench.svg
+  viewer 127.0.0.1 --bench --wan rtt=30ms,jitter=5ms,loss=1%,rate=50mbit
 
 First time with a new host: compare `certs fingerprint` on the host with what the viewer
 reports, then `certs pin --known-hosts FILE --host HOST:PORT --fingerprint FP`
@@ -107,18 +158,28 @@ fn main() -> anyhow::Result<()> {
         },
         session: ViewerConfig {
             name: config_name(),
-            // Video capabilities are added by the connection when a video sink is attached;
-            // input kinds when input capture lands.
-            capabilities: Capabilities::default(),
+            // Video capabilities are added by the connection when a video sink is attached.
+            capabilities: Capabilities {
+                input_kinds: if args.view_only {
+                    InputKinds::EMPTY
+                } else {
+                    InputKinds::ALL
+                },
+                ..Capabilities::default()
+            },
             ..ViewerConfig::default()
         },
         connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
+        via: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("sightline-net")
         .build()?;
+    if args.bench {
+        return rt.block_on(run_bench_mode(opts, &args));
+    }
     if args.headless {
         return rt.block_on(run_headless(opts, &args));
     }

@@ -46,6 +46,9 @@ pub struct ConnectOptions {
     pub session: ViewerConfig,
     /// Give up on a silent host after this long.
     pub connect_timeout: Duration,
+    /// Send the packets here instead of to `host`'s address (a relay such as the WAN
+    /// emulator); the host is still verified and pinned as `host`.
+    pub via: Option<SocketAddr>,
 }
 
 /// Where media goes. Without a video sink the viewer advertises no video decoding.
@@ -243,7 +246,10 @@ pub async fn connect_media(
     opts: ConnectOptions,
     media: Media,
 ) -> Result<ViewerConnection, ConnectError> {
-    let addr = resolve(&opts.host).await?;
+    let addr = match opts.via {
+        Some(a) => a,
+        None => resolve(&opts.host).await?,
+    };
     let known = KnownHosts::load_or_empty(&opts.known_hosts)?;
     let verifier = PinnedHostVerifier::new(
         Some(opts.known_hosts.clone()),
@@ -280,7 +286,8 @@ pub async fn connect_media(
     }
 }
 
-async fn resolve(h: &HostAddr) -> Result<SocketAddr, ConnectError> {
+/// The first address of `h`.
+pub async fn resolve(h: &HostAddr) -> Result<SocketAddr, ConnectError> {
     let mut addrs = tokio::net::lookup_host((h.host.as_str(), h.port))
         .await
         .map_err(|e| ConnectError::Resolve {

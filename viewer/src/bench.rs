@@ -1,0 +1,510 @@
+//! Bench mode: the round trip an artist feels, input → photon, measured on the pixels.
+//!
+//! The viewer sends latency probes ([`InputEvent::Probe`]) at random intervals; the host shows
+//! each one in the next captured frame as a strip of cells ([`sightline_protocol::probe`]) that
+//! also carries the host's arrival time; the viewer finds the strip in a decoded picture. The
+//! round trip runs from sending the probe to the picture that shows it being decoded (headless;
+//! a window would add its present time), on the viewer's clock alone. It is split into stages
+//! with the frame's host timestamps, moved onto the viewer's clock with the session's estimated
+//! offset: input transit, wait for capture, capture, convert, encode, send, network, reassemble,
+//! decode, present. The stages telescope: their sum is the round trip up to clamping of
+//! negative stages from clock error, which the report shows as the stage-sum check.
+//!
+//! `--wan SPEC` puts the built-in WAN emulator ([`crate::wan`]) between viewer and host.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant};
+
+use sightline_protocol::msg::InputEvent;
+use sightline_protocol::probe;
+use sightline_protocol::time::{ClockEstimate, HostMicros};
+
+use crate::decode::FrameSink;
+use crate::frame::DecodedFrame;
+use crate::net::{connect_media, resolve, viewer_clock, ConnectError, ConnectOptions, Media};
+use crate::stats::{current_clock, FrameTimes, Percentiles};
+use crate::wan::{WanRelay, WanSpec};
+
+/// Stage names, in order.
+pub const STAGES: [&str; 10] = [
+    "input",
+    "wait_capture",
+    "capture",
+    "convert",
+    "encode",
+    "send",
+    "network",
+    "reassemble",
+    "decode",
+    "present",
+];
+
+/// How to run a bench.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Probes to measure.
+    pub samples: usize,
+    /// Random wait between a probe's answer and the next probe, bounds.
+    pub interval: (Duration, Duration),
+    /// A probe not seen within this long counts as lost.
+    pub probe_timeout: Duration,
+    /// Route through the WAN emulator with this spec.
+    pub wan: Option<WanSpec>,
+    /// Print a progress bar on stderr.
+    pub progress: bool,
+    /// Seed for the intervals.
+    pub seed: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            samples: 200,
+            interval: (Duration::from_millis(30), Duration::from_millis(120)),
+            probe_timeout: Duration::from_secs(2),
+            wan: None,
+            progress: true,
+            seed: 0x5157_6874,
+        }
+    }
+}
+
+/// One measured probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// Probe id.
+    pub id: u32,
+    /// Input → photon, µs (viewer clock only).
+    pub total_us: u64,
+    /// Per stage, µs, in [`STAGES`] order.
+    pub stages_us: [u64; 10],
+    /// Clock-offset uncertainty at the time, µs.
+    pub clock_uncertainty_us: u64,
+}
+
+/// Splits a probe's round trip into stages.
+///
+/// `sent_us`: viewer clock when the probe was sent; `host_recv`: host clock when it arrived;
+/// `frame`: the first decoded frame that showed it; `presented_us`: viewer clock when that frame
+/// was on screen (the decode time when headless).
+pub fn stages(
+    sent_us: u64,
+    host_recv: HostMicros,
+    frame: &FrameTimes,
+    presented_us: u64,
+    clock: &ClockEstimate,
+) -> Option<Sample> {
+    let host = frame.host?;
+    let h = |t: HostMicros| clock.host_to_viewer(t);
+    let points = [
+        sent_us as i64,
+        h(host_recv),
+        h(host.capture_start),
+        h(host.capture_end),
+        h(host.convert_end),
+        h(host.encode_end),
+        h(host.send),
+        frame.first_packet_us as i64,
+        frame.reassembled_us as i64,
+        frame.decoded_us as i64,
+        presented_us as i64,
+    ];
+    let mut stages_us = [0u64; 10];
+    for (i, s) in stages_us.iter_mut().enumerate() {
+        *s = (points[i + 1] - points[i]).max(0) as u64;
+    }
+    Some(Sample {
+        id: 0,
+        total_us: presented_us.saturating_sub(sent_us),
+        stages_us,
+        clock_uncertainty_us: clock.uncertainty_us,
+    })
+}
+
+/// A probe seen in a decoded frame.
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    id: u32,
+    recv_low: u32,
+    times: FrameTimes,
+}
+
+/// The decode thread's sink in bench mode: looks for the probe strip in every picture.
+struct ProbeSink {
+    last: u32,
+    tx: std_mpsc::Sender<Hit>,
+}
+
+impl FrameSink for ProbeSink {
+    fn frame(&mut self, f: DecodedFrame) {
+        if let Some((id, recv_low)) = probe::read(&f.y, f.y_stride, f.width, f.height) {
+            if id != self.last {
+                self.last = id;
+                let _ = self.tx.send(Hit {
+                    id,
+                    recv_low,
+                    times: FrameTimes::of(&f),
+                });
+            }
+        }
+    }
+}
+
+/// What a bench run measured.
+#[derive(Debug, Clone, Default)]
+pub struct BenchReport {
+    /// Measured probes.
+    pub samples: Vec<Sample>,
+    /// Probes never seen.
+    pub lost: usize,
+    /// Longest gap between decoded frames during the run, µs (a freeze shows here).
+    pub longest_gap_us: u64,
+    /// WAN emulation used, as given.
+    pub wan: Option<String>,
+    /// Host name from the welcome.
+    pub host: String,
+    /// Picture size.
+    pub size: (u32, u32),
+}
+
+/// Why a bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// Connecting failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The WAN relay could not start.
+    #[error("WAN emulator: {0}")]
+    Wan(std::io::Error),
+    /// The host does not show probes (too old, no video, or input refused).
+    #[error("the host does not answer latency probes: {0}")]
+    NoProbes(String),
+    /// No picture arrived.
+    #[error("no video arrived within {0:?}")]
+    NoVideo(Duration),
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = hi.saturating_sub(lo).as_micros() as u64;
+        lo + Duration::from_micros(if span == 0 { 0 } else { self.next() % span })
+    }
+}
+
+/// Runs a bench against the host in `opts`.
+pub async fn run_bench(
+    mut opts: ConnectOptions,
+    b: BenchOptions,
+) -> Result<BenchReport, BenchError> {
+    let _relay = match b.wan {
+        Some(spec) => {
+            let target = resolve(&opts.host).await?;
+            let relay = WanRelay::start(target, spec)
+                .await
+                .map_err(BenchError::Wan)?;
+            opts.via = Some(relay.addr());
+            Some(relay)
+        }
+        None => None,
+    };
+    let (tx, rx) = std_mpsc::channel();
+    let media = Media {
+        video: Some(Box::new(ProbeSink { last: 0, tx })),
+        ..Media::default()
+    };
+    let clock = media.clock.clone();
+    let conn = connect_media(opts, media).await?;
+    let host = conn.welcome.host_name.clone();
+    let sender = conn.input_sender();
+    if !sender
+        .kinds()
+        .contains(sightline_protocol::msg::InputKinds::PROBE)
+    {
+        let _ = conn.close("bench: no probes").await;
+        return Err(BenchError::NoProbes(
+            "it did not offer the probe input kind".into(),
+        ));
+    }
+    let (rx, report) = tokio::task::spawn_blocking(move || {
+        let r = measure(&rx, &sender, &clock, &b);
+        (rx, r)
+    })
+    .await
+    .expect("bench thread");
+    drop(rx);
+    let _ = conn.close("bench done").await;
+    let mut report = report?;
+    report.host = host;
+    Ok(report)
+}
+
+fn measure(
+    rx: &std_mpsc::Receiver<Hit>,
+    sender: &crate::net::InputSender,
+    clock: &crate::stats::SharedClock,
+    b: &BenchOptions,
+) -> Result<BenchReport, BenchError> {
+    let wire = viewer_clock();
+    let mut report = BenchReport {
+        wan: b.wan.map(|w| w.to_string()),
+        ..BenchReport::default()
+    };
+    // Wait for pictures and a clock estimate.
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while current_clock(clock).is_none() || Instant::now() < ready_by - Duration::from_secs(9) {
+        if Instant::now() > ready_by {
+            return Err(BenchError::NoVideo(Duration::from_secs(10)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rng = Rng(b.seed | 1);
+    let mut last_decoded: Option<u64> = None;
+    let started = Instant::now();
+    for i in 0..b.samples {
+        std::thread::sleep(rng.between(b.interval.0, b.interval.1));
+        let id = i as u32 + 1;
+        let sent_us = wire.micros(Instant::now());
+        if !sender.send(InputEvent::Probe { id }) {
+            return Err(BenchError::NoProbes("the session refused the probe".into()));
+        }
+        let deadline = Instant::now() + b.probe_timeout;
+        let hit = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(h) if h.id == id => break Some(h),
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        let Some(hit) = hit else {
+            report.lost += 1;
+            continue;
+        };
+        if let Some(prev) = last_decoded {
+            report.longest_gap_us = report
+                .longest_gap_us
+                .max(hit.times.decoded_us.saturating_sub(prev));
+        }
+        last_decoded = Some(hit.times.decoded_us);
+        let (Some(est), Some(host)) = (current_clock(clock), hit.times.host) else {
+            report.lost += 1;
+            continue;
+        };
+        let host_recv = HostMicros(probe::widen(hit.recv_low, host.capture_start.0));
+        if let Some(mut s) = stages(sent_us, host_recv, &hit.times, hit.times.decoded_us, &est) {
+            s.id = id;
+            report.samples.push(s);
+        }
+        if b.progress {
+            progress(i + 1, b.samples, started.elapsed(), &report);
+        }
+    }
+    if b.progress {
+        eprintln!();
+    }
+    Ok(report)
+}
+
+fn progress(done: usize, total: usize, elapsed: Duration, r: &BenchReport) {
+    let width = 30;
+    let filled = done * width / total.max(1);
+    let last = r.samples.last().map_or(0.0, |s| s.total_us as f64 / 1e3);
+    eprint!(
+        "\r[{}{}] {done}/{total}  last {last:5.1} ms  lost {}  {:.0} s",
+        "#".repeat(filled),
+        " ".repeat(width - filled),
+        r.lost,
+        elapsed.as_secs_f64()
+    );
+}
+
+impl BenchReport {
+    /// Percentiles of each stage and of the total.
+    pub fn percentiles(&self) -> ([Percentiles; 10], Percentiles) {
+        let col = |f: &dyn Fn(&Sample) -> u64| {
+            let mut v: Vec<u64> = self.samples.iter().map(f).collect();
+            Percentiles::of(&mut v)
+        };
+        let stages = std::array::from_fn(|i| col(&|s: &Sample| s.stages_us[i]));
+        (stages, col(&|s: &Sample| s.total_us))
+    }
+
+    /// Median stage sum over median round trip: 1.0 when the stages explain every µs.
+    pub fn stage_sum_ratio(&self) -> f64 {
+        let mut r: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| s.stages_us.iter().sum::<u64>() as f64 / s.total_us.max(1) as f64)
+            .collect();
+        if r.is_empty() {
+            return 0.0;
+        }
+        r.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+        r[r.len() / 2]
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let (stages, total) = self.percentiles();
+        let ms = |us: u64| us as f64 / 1e3;
+        let mut out = format!(
+            "bench: {} probes measured, {} lost, host {:?}{}\n",
+            self.samples.len(),
+            self.lost,
+            self.host,
+            self.wan
+                .as_ref()
+                .map(|w| format!(", WAN {w}"))
+                .unwrap_or_default()
+        );
+        out += &format!(
+            "{:<14}{:>9}{:>9}{:>9}{:>9}\n",
+            "stage (ms)", "p50", "p95", "p99", "max"
+        );
+        for (name, p) in STAGES
+            .iter()
+            .zip(stages.iter())
+            .chain([("total", &total)].iter().map(|(n, p)| (n, *p)))
+        {
+            out += &format!(
+                "{:<14}{:>9.2}{:>9.2}{:>9.2}{:>9.2}\n",
+                name,
+                ms(p.p50),
+                ms(p.p95),
+                ms(p.p99),
+                ms(p.max)
+            );
+        }
+        out += &format!(
+            "stage sum / round trip (median): {:.3}; longest gap between probe frames: {:.1} ms\n",
+            self.stage_sum_ratio(),
+            ms(self.longest_gap_us)
+        );
+        out
+    }
+
+    /// The JSON document.
+    pub fn json(&self) -> serde_json::Value {
+        let (stages, total) = self.percentiles();
+        let pct = |p: &Percentiles| serde_json::json!({"p50_us": p.p50, "p95_us": p.p95, "p99_us": p.p99, "max_us": p.max});
+        let mut summary = serde_json::Map::new();
+        for (name, p) in STAGES.iter().zip(stages.iter()) {
+            summary.insert((*name).into(), pct(p));
+        }
+        serde_json::json!({
+            "host": self.host,
+            "wan": self.wan,
+            "measured": self.samples.len(),
+            "lost": self.lost,
+            "stages": STAGES,
+            "summary": {"stages": summary, "total": pct(&total)},
+            "stage_sum_ratio": self.stage_sum_ratio(),
+            "longest_gap_us": self.longest_gap_us,
+            "samples": self.samples.iter().map(|s| serde_json::json!({
+                "id": s.id,
+                "total_us": s.total_us,
+                "stages_us": s.stages_us,
+                "clock_uncertainty_us": s.clock_uncertainty_us,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// An SVG with the round-trip histogram (left) and the median stage stack (right).
+    pub fn svg(&self) -> String {
+        crate::bench_plot::svg(self)
+    }
+}
+
+/// Where to write the outputs.
+#[derive(Debug, Clone, Default)]
+pub struct BenchOutputs {
+    /// JSON report.
+    pub json: Option<PathBuf>,
+    /// SVG plot.
+    pub plot: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sightline_protocol::msg::HostStageTimes;
+
+    fn frame(host_base: u64) -> FrameTimes {
+        FrameTimes {
+            frame: 1,
+            host: Some(HostStageTimes {
+                capture_start: HostMicros(host_base + 8_000),
+                capture_end: HostMicros(host_base + 8_500),
+                convert_end: HostMicros(host_base + 9_000),
+                encode_end: HostMicros(host_base + 16_000),
+                send: HostMicros(host_base + 16_100),
+            }),
+            first_packet_us: 1_000_000 + 16_600,
+            reassembled_us: 1_000_000 + 17_000,
+            decoded_us: 1_000_000 + 21_000,
+        }
+    }
+
+    #[test]
+    fn stages_telescope_to_the_round_trip() {
+        // Host clock = viewer clock + 5 s; the probe left the viewer at 1 s and arrived 0.4 ms
+        // later; the network takes 0.5 ms each way.
+        let offset = 5_000_000i64;
+        let host_base = (1_000_000 + offset) as u64;
+        let clock = ClockEstimate {
+            offset_us: offset,
+            uncertainty_us: 50,
+            min_rtt_us: 100,
+            smoothed_rtt_us: 100,
+            latest_rtt_us: 100,
+            samples: 10,
+        };
+        let s = stages(
+            1_000_000,
+            HostMicros(host_base + 400),
+            &frame(host_base),
+            1_000_000 + 21_000,
+            &clock,
+        )
+        .unwrap();
+        assert_eq!(s.total_us, 21_000);
+        assert_eq!(
+            s.stages_us,
+            [400, 7_600, 500, 500, 7_000, 100, 500, 400, 4_000, 0]
+        );
+        assert_eq!(s.stages_us.iter().sum::<u64>(), s.total_us);
+    }
+
+    #[test]
+    fn a_wrong_offset_moves_time_between_input_and_network_only() {
+        let offset = 5_000_000i64;
+        let host_base = (1_000_000 + offset) as u64;
+        let est = ClockEstimate {
+            offset_us: offset + 300, // 0.3 ms off
+            uncertainty_us: 300,
+            min_rtt_us: 600,
+            smoothed_rtt_us: 600,
+            latest_rtt_us: 600,
+            samples: 10,
+        };
+        let s = stages(
+            1_000_000,
+            HostMicros(host_base + 400),
+            &frame(host_base),
+            1_000_000 + 21_000,
+            &est,
+        )
+        .unwrap();
+        assert_eq!(s.stages_us[0], 100);
+        assert_eq!(s.stages_us[6], 800);
+        assert_eq!(s.stages_us.iter().sum::<u64>(), s.total_us);
+    }
+}
