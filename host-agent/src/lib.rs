@@ -8,6 +8,7 @@ pub mod capture;
 pub mod config;
 pub mod convert;
 pub mod encode;
+pub mod inject;
 pub mod net;
 pub mod pipeline;
-pub mod inject;
+pub mod probe;

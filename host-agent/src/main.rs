@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{AuthorizedViewers, Identity, Role};
+#[cfg(target_os = "linux")]
+use sightline_host::capture::probe_window::ProbeWindow;
 use sightline_host::capture::synthetic::{Scene, SyntheticSource};
 use sightline_host::capture::FrameSource;
 use sightline_host::config::{self, DEFAULT_PORT};
@@ -17,6 +19,7 @@ use sightline_host::inject::xtest::XTestSink;
 use sightline_host::inject::{InputSink, LogSink, Router};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
+use sightline_host::probe::ProbeTarget;
 use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, VideoCodecs};
 use sightline_protocol::session::HostConfig;
 use sightline_protocol::video::FecConfig;
@@ -403,6 +406,22 @@ fn main() -> anyhow::Result<()> {
     };
     let injector = open_input(&args, x11_display.as_deref())?;
     capabilities.input_kinds = injector.as_ref().map_or(InputKinds::EMPTY, Injector::kinds);
+    // Bench-mode latency probes: drawn by a probe window on an X display, else by the source.
+    let probes = match (&video, x11_display.as_deref()) {
+        (None, _) => None,
+        #[cfg(target_os = "linux")]
+        (Some(_), Some(d)) => match ProbeWindow::open(Some(d)) {
+            Ok(w) => Some(ProbeTarget::Window(std::sync::Mutex::new(w))),
+            Err(e) => {
+                tracing::warn!("no latency probes (bench mode) on {d}: {e}");
+                None
+            }
+        },
+        (Some(feed), _) => Some(ProbeTarget::Feed(feed.clone())),
+    };
+    if probes.is_some() {
+        capabilities.input_kinds = capabilities.input_kinds.union(InputKinds::PROBE);
+    }
     let cfg = NetConfig {
         listen: args.listen,
         host_name: name,
@@ -463,6 +482,9 @@ fn main() -> anyhow::Result<()> {
                         event,
                         origin,
                     } => {
+                        if probes.as_ref().is_some_and(|p| p.handle(&event, &origin)) {
+                            continue;
+                        }
                         if let Some(inj) = &injector {
                             inj.submit(session_id, event, origin);
                         }

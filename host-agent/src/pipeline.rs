@@ -4,6 +4,15 @@
 //!
 //! The thread idles (captures and encodes nothing) while no viewer is connected, and encodes
 //! nothing while the screen is still (the source returns `Timeout`).
+//!
+//! # Bench probes
+//! [`VideoFeed::mark_probe`] hands a latency probe (bench mode, input → photon) to the thread,
+//! which passes the newest one to [`FrameSource::show_probe`] right before its next capture, so
+//! a source that draws its own picture (the synthetic one) shows it in the next frame. An X11
+//! capture cannot draw into the screen and blocks in `next_frame` waiting for damage: for X11
+//! the host draws the probe with
+//! [`ProbeWindow`](crate::capture::probe_window::ProbeWindow) instead — another X client
+//! drawing at once, like an application reacting to input, whose damage wakes the capture.
 
 use std::fs::File;
 use std::io::Write;
@@ -60,8 +69,11 @@ struct Control {
     bitrate_bps: AtomicU32,
     stop: AtomicBool,
     finished: AtomicBool,
-    /// Wakes the idle thread when a viewer subscribes or the pipeline is stopped.
+    /// Wakes the idle thread when a viewer subscribes, a probe is marked or the pipeline is
+    /// stopped.
     wake: (Mutex<()>, Condvar),
+    /// The newest bench probe `(id, host_recv_us)` not yet handed to the source.
+    probe: Mutex<Option<(u32, u64)>>,
 }
 
 impl Control {
@@ -71,16 +83,32 @@ impl Control {
     }
 
     /// Blocks while nobody watches (no capture, no encode), without polling: a viewer that
-    /// subscribes wakes the thread at once.
+    /// subscribes (or a probe to hand to the source) wakes the thread at once.
     fn wait_for_viewers(&self) {
         let guard = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
         let _unused = self
             .wake
             .1
             .wait_while(guard, |_| {
-                self.viewers.load(Ordering::SeqCst) == 0 && !self.stop.load(Ordering::SeqCst)
+                self.viewers.load(Ordering::SeqCst) == 0
+                    && !self.stop.load(Ordering::SeqCst)
+                    && self.probe_slot().is_none()
             })
             .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    fn probe_slot(&self) -> std::sync::MutexGuard<'_, Option<(u32, u64)>> {
+        self.probe.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Hands the pending probe, if any, to `source`. Returns `false` when the source cannot
+    /// show probes.
+    fn pass_probe(&self, source: &mut dyn FrameSource) -> bool {
+        let pending = self.probe_slot().take();
+        match pending {
+            Some((id, t)) => source.show_probe(id, t),
+            None => true,
+        }
     }
 }
 
@@ -144,6 +172,18 @@ impl VideoFeed {
         }
     }
 
+    /// Shows bench probe `id`, which arrived at host wire-clock time `host_recv_us` (µs, the
+    /// clock of [`HostStageTimes`]), in the next captured frame: the newest probe replaces one
+    /// not yet taken, and an idle thread is woken to hand it to the source. Only sources that
+    /// draw their own picture can do this ([`FrameSource::show_probe`], e.g. the synthetic
+    /// one); for X11 use [`ProbeWindow`](crate::capture::probe_window::ProbeWindow), which
+    /// draws the strip at once from another X client (the X11 capture blocks in `next_frame`
+    /// waiting for damage and cannot draw into the screen).
+    pub fn mark_probe(&self, id: u32, host_recv_us: u64) {
+        *self.control.probe_slot() = Some((id, host_recv_us));
+        self.control.notify();
+    }
+
     /// Changes the encoder's target bitrate.
     pub fn set_bitrate(&self, bps: u32) {
         self.control.bitrate_bps.store(bps, Ordering::SeqCst);
@@ -181,6 +221,7 @@ pub fn start(
         stop: AtomicBool::new(false),
         finished: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
+        probe: Mutex::new(None),
     });
     let feed = VideoFeed {
         units: units.clone(),
@@ -211,8 +252,20 @@ pub fn start(
             let mut encoded: u64 = 0;
             let matrix = ColourMatrix::Bt709;
             let range = ColourRange::Limited;
+            let mut probe_warned = false;
+            let mut pass_probe = |source: &mut dyn FrameSource| {
+                if !control.pass_probe(source) && !std::mem::replace(&mut probe_warned, true) {
+                    warn!(
+                        source = %source.describe(),
+                        "this source cannot show bench probes (X11: draw them with ProbeWindow)"
+                    );
+                }
+            };
             while !control.stop.load(Ordering::SeqCst) {
                 if control.viewers.load(Ordering::SeqCst) == 0 {
+                    // A probe marked while idle goes to the source now (the first frame a
+                    // viewer gets shows it), so it cannot keep the wait from sleeping.
+                    pass_probe(source.as_mut());
                     control.wait_for_viewers();
                     continue;
                 }
@@ -220,8 +273,10 @@ pub fn start(
                 if want_key {
                     source.invalidate();
                 }
+                pass_probe(source.as_mut());
                 // A short timeout keeps cursor updates flowing while the screen is still.
-                let outcome = match source.next_frame(&mut frame, Duration::from_millis(16)) {
+                let poll = source.poll_interval();
+                let outcome = match source.next_frame(&mut frame, poll) {
                     Ok(o) => o,
                     Err(e) => {
                         warn!(error = %e, "capture failed; retrying");
@@ -366,4 +421,129 @@ pub fn start(
             control.finished.store(true, Ordering::SeqCst);
         })?;
     Ok(feed)
+}
+
+#[cfg(test)]
+mod tests {
+    use ::openh264::decoder::{Decoder, DecoderConfig};
+    use ::openh264::formats::YUVSource;
+    use ::openh264::OpenH264API;
+    use sightline_protocol::probe;
+
+    use super::*;
+    use crate::capture::synthetic::SyntheticSource;
+    use crate::encode::EncoderSettings;
+
+    const W: u32 = 640;
+    const H: u32 = 360;
+
+    fn start_synthetic() -> (VideoFeed, WireClock) {
+        let settings = VideoSettings {
+            encoder: EncoderSettings {
+                usage: Default::default(),
+                bitrate_bps: 8_000_000,
+                fps: 60.0,
+                max_slice_bytes: 0,
+                threads: 1,
+            },
+            record: None,
+            max_frames: 0,
+        };
+        let enc = settings.encoder;
+        let clock = WireClock::new(Instant::now(), 1_000_000_000);
+        let feed = start(
+            Box::new(SyntheticSource::new(W, H, 60)),
+            move |_, _| crate::encode::probe(64, 64, enc).map(|(e, _)| e),
+            settings,
+            clock,
+        )
+        .expect("start the pipeline");
+        (feed, clock)
+    }
+
+    /// Receives units (keeping up with the thread) and decodes them; returns the unit and the
+    /// probe its decoded picture shows.
+    struct Watcher {
+        sub: Subscription,
+        decoder: Decoder,
+    }
+
+    impl Watcher {
+        fn new(feed: &VideoFeed) -> Watcher {
+            Watcher {
+                sub: feed.subscribe(),
+                decoder: Decoder::with_api_config(OpenH264API::from_source(), DecoderConfig::new())
+                    .expect("decoder"),
+            }
+        }
+
+        fn next(&mut self) -> (Arc<EncodedUnit>, Option<(u32, u32)>) {
+            let unit = match self.sub.units.blocking_recv() {
+                Ok(u) => u,
+                Err(e) => panic!("no unit (lagged or the feed ended): {e}"),
+            };
+            let yuv = self
+                .decoder
+                .decode(&unit.data)
+                .expect("decode")
+                .expect("a picture per unit");
+            let (w, h) = yuv.dimensions();
+            let read = probe::read(yuv.y(), yuv.strides().0, w as u32, h as u32);
+            (unit, read)
+        }
+    }
+
+    #[test]
+    fn marked_probe_shows_within_three_frames() {
+        let (feed, clock) = start_synthetic();
+        let mut watch = Watcher::new(&feed);
+        for _ in 0..5 {
+            let (_, read) = watch.next();
+            assert_eq!(read, None, "no probe shown before one is marked");
+        }
+        let t = clock.micros(Instant::now()) + (1 << 33);
+        let marked = clock.micros(Instant::now());
+        feed.mark_probe(7, t);
+        // Frames captured after the mark; the first may have been waiting for its due time
+        // when the probe came, the next ones must show it.
+        let mut after = 0;
+        loop {
+            let (unit, read) = watch.next();
+            if unit.times.capture_start.0 < marked {
+                continue;
+            }
+            after += 1;
+            if read == Some((7, t as u32)) {
+                break;
+            }
+            assert!(
+                after < 3,
+                "probe not shown in {after} frames captured after the mark"
+            );
+        }
+        // It stays, and a newer probe replaces it.
+        assert_eq!(watch.next().1, Some((7, t as u32)));
+        feed.mark_probe(8, t + 1);
+        let shown = (0..4).any(|_| watch.next().1 == Some((8, (t + 1) as u32)));
+        assert!(shown, "the newer probe replaces the old one");
+        feed.stop();
+    }
+
+    #[test]
+    fn probe_marked_while_idle_shows_on_the_first_frame() {
+        let (feed, _) = start_synthetic();
+        feed.mark_probe(99, 12_345);
+        // Give the idle thread time to take it without any viewer.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            *feed.control.probe_slot(),
+            None,
+            "the idle thread took the probe"
+        );
+        let mut watch = Watcher::new(&feed);
+        let (unit, read) = watch.next();
+        assert!(unit.keyframe);
+        assert_eq!(read, Some((99, 12_345)));
+        feed.stop();
+    }
 }

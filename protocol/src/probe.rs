@@ -96,7 +96,11 @@ mod tests {
         for (w, h) in [(640, 360), (1280, 720), (1920, 1080), (3840, 2160)] {
             let t = 0x1234_5678_9abc_u64;
             let luma = paint(w, h, 77, t);
-            assert_eq!(read(&luma, w as usize, w, h), Some((77, t as u32)), "{w}x{h}");
+            assert_eq!(
+                read(&luma, w as usize, w, h),
+                Some((77, t as u32)),
+                "{w}x{h}"
+            );
         }
     }
 

@@ -251,9 +251,7 @@ fn gen_input_event(r: &mut SplitMix64) -> InputEvent {
             index: r.u8(),
             pressed: r.bool(),
         },
-        9 => InputEvent::Probe {
-            id: r.u32().max(1),
-        },
+        9 => InputEvent::Probe { id: r.u32().max(1) },
         _ => InputEvent::ReleaseAll,
     }
 }

@@ -205,10 +205,22 @@ impl VideoHost {
         bitrate_bps: u32,
         threads: u16,
     ) -> VideoHost {
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        Self::start_with_clock(pki, source, fps, bitrate_bps, threads, clock)
+    }
+
+    /// [`VideoHost::start`] with the host's wire clock given (tests skew it).
+    pub fn start_with_clock(
+        pki: &Pki,
+        source: Box<dyn sightline_host::capture::FrameSource>,
+        fps: u32,
+        bitrate_bps: u32,
+        threads: u16,
+        clock: sightline_protocol::time::WireClock,
+    ) -> VideoHost {
         use sightline_host::encode::{probe, EncoderSettings};
         use sightline_host::pipeline::{self, VideoSettings};
         use sightline_protocol::msg::{BitDepths, ChromaFormats, VideoCodecs};
-        let clock = sightline_host::net::host_clock(std::time::Instant::now());
         let settings = VideoSettings {
             encoder: EncoderSettings {
                 usage: Default::default(),
@@ -234,7 +246,8 @@ impl VideoHost {
             chroma: ChromaFormats::YUV420,
             // Input is reported as NetEvent::Input; tests that inject wire it to a sink.
             input_kinds: sightline_protocol::msg::InputKinds::KEYBOARD
-                .union(sightline_protocol::msg::InputKinds::MOUSE),
+                .union(sightline_protocol::msg::InputKinds::MOUSE)
+                .union(sightline_protocol::msg::InputKinds::PROBE),
             ..Capabilities::default()
         };
         let (addr, events, closer) =

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
+pub mod probe_window;
 pub mod synthetic;
 #[cfg(target_os = "linux")]
 pub mod x11;
@@ -233,4 +235,24 @@ pub trait FrameSource: Send {
 
     /// Makes the next frame a full one (a viewer joined or asked for a keyframe).
     fn invalidate(&mut self) {}
+
+    /// How long the pipeline may block in [`FrameSource::next_frame`] before it looks for
+    /// cursor changes and bench probes again. Sources that redraw on probes (synthetic) want a
+    /// short one, so a probe is picked up within a couple of milliseconds.
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(16)
+    }
+
+    /// Shows bench probe `id`, which arrived at host wire-clock time `host_recv_us` (µs), in
+    /// every frame from the next one on, as the strip of [`sightline_protocol::probe::cells`]
+    /// (a newer probe replaces it). Returns whether the source can do this.
+    ///
+    /// The default is unsupported (`false`): a source that captures a real display cannot
+    /// draw into it. For X11 the host draws the strip with [`probe_window::ProbeWindow`]
+    /// instead: a separate X client reacting to the probe at once, exactly like an application
+    /// reacting to input, whose drawing reaches the capture through DAMAGE.
+    fn show_probe(&mut self, id: u32, host_recv_us: u64) -> bool {
+        let _ = (id, host_recv_us);
+        false
+    }
 }

@@ -10,8 +10,14 @@
 //! * a box bouncing in the lower right.
 //!
 //! Only the parts that move are redrawn, and the damage says which.
+//!
+//! A bench probe ([`FrameSource::show_probe`]) adds the latency-probe strip of
+//! [`sightline_protocol::probe`] at the top right of every later frame (see [`render_probe`]);
+//! the `render_*` functions never draw it, so they stay pure functions of the sequence number.
 
 use std::time::{Duration, Instant};
+
+use sightline_protocol::probe;
 
 use super::{CaptureError, CaptureOutcome, CapturedFrame, FrameSource, PixelFormat, Rect};
 
@@ -355,6 +361,40 @@ pub fn render_dynamic_scene(
     }
 }
 
+/// Light cells of the barcode and the probe strip (R, G, B).
+const CELL_WHITE: (u8, u8, u8) = (235, 235, 235);
+/// Dark cells of the barcode and the probe strip (R, G, B).
+const CELL_BLACK: (u8, u8, u8) = (16, 16, 16);
+
+/// Draws the latency-probe strip for probe `id` (arrived at host time `host_recv_us`) into a
+/// `width × height` BGRX picture, in the barcode's colours, clipped to the picture. Returns the
+/// strip's rectangle (clipped; empty when nothing of it fits).
+pub fn render_probe(
+    width: u32,
+    height: u32,
+    id: u32,
+    host_recv_us: u64,
+    data: &mut [u8],
+    stride: usize,
+) -> Rect {
+    let clip = |x: u32, y: u32, w: u32, h: u32| {
+        let (x1, y1) = ((x + w).min(width), (y + h).min(height));
+        (x1 > x && y1 > y).then(|| Rect {
+            x,
+            y,
+            w: x1 - x,
+            h: y1 - y,
+        })
+    };
+    for (x, y, side, white) in probe::cells(width, id, host_recv_us) {
+        if let Some(r) = clip(x, y, side, side) {
+            fill(data, stride, r, if white { CELL_WHITE } else { CELL_BLACK });
+        }
+    }
+    let (x, y, w, h) = probe::rect(width);
+    clip(x, y, w, h).unwrap_or_default()
+}
+
 fn draw_barcode(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: usize) {
     let t = media_time_us(seq, fps);
     let rows = [seq as u32, !(seq as u32), (t >> 32) as u32, t as u32];
@@ -370,7 +410,7 @@ fn draw_barcode(l: &Layout, seq: u64, fps: u32, data: &mut [u8], stride: usize) 
                     w: l.cell,
                     h: l.cell,
                 },
-                if on { (235, 235, 235) } else { (16, 16, 16) },
+                if on { CELL_WHITE } else { CELL_BLACK },
             );
         }
     }
@@ -443,6 +483,11 @@ pub struct SyntheticSource {
     statics: Vec<u8>,
     scene: Scene,
     paced: bool,
+    redraw_now: bool,
+    /// The newest bench probe `(id, host_recv_us)`, shown in every frame.
+    probe: Option<(u32, u64)>,
+    /// The probe the previous frame showed (its strip needs no damage while it stays).
+    shown_probe: Option<(u32, u64)>,
 }
 
 impl SyntheticSource {
@@ -462,6 +507,9 @@ impl SyntheticSource {
             statics,
             scene: Scene::Busy,
             paced: true,
+            probe: None,
+            shown_probe: None,
+            redraw_now: false,
         }
     }
 
@@ -510,8 +558,8 @@ impl FrameSource for SyntheticSource {
     ) -> Result<CaptureOutcome, CaptureError> {
         let due = self.start + Duration::from_micros(media_time_us(self.seq, self.fps));
         let now = Instant::now();
-        if !self.paced {
-            // Frames on demand.
+        if !self.paced || std::mem::take(&mut self.redraw_now) {
+            // Frames on demand, or a redraw because of input.
         } else if due > now {
             if due - now > timeout {
                 std::thread::sleep(timeout);
@@ -529,7 +577,8 @@ impl FrameSource for SyntheticSource {
         let reshaped = frame.width != l.width || frame.height != l.height;
         frame.reshape(l.width, l.height, PixelFormat::Bgrx8);
         let stride = frame.stride;
-        let damage = if self.full_next || reshaped {
+        let full = self.full_next || reshaped;
+        let mut damage = if full {
             frame.data.copy_from_slice(&self.statics);
             render_dynamic_scene(&l, self.scene, self.seq, self.fps, &mut frame.data, stride);
             self.full_next = false;
@@ -537,6 +586,16 @@ impl FrameSource for SyntheticSource {
         } else {
             render_dynamic_scene(&l, self.scene, self.seq, self.fps, &mut frame.data, stride)
         };
+        if let Some((id, t)) = self.probe {
+            // Drawn last and on every frame (a few thousand pixels): where the strip overlaps
+            // the barcode (narrow frames) the probe wins, and the barcode's damage covers the
+            // overlap. Damage only when the probe changed (a full frame is all damage anyway).
+            let strip = render_probe(l.width, l.height, id, t, &mut frame.data, stride);
+            if !full && self.shown_probe != self.probe && strip.area() > 0 {
+                damage.push(strip);
+            }
+        }
+        self.shown_probe = self.probe;
         frame.damage = damage;
         frame.sequence = self.seq;
         frame.capture_start = start;
@@ -547,6 +606,17 @@ impl FrameSource for SyntheticSource {
 
     fn invalidate(&mut self) {
         self.full_next = true;
+    }
+
+    fn show_probe(&mut self, id: u32, host_recv_us: u64) -> bool {
+        self.probe = Some((id, host_recv_us));
+        // Like an application reacting to input: redraw now, not at the next tick.
+        self.redraw_now = true;
+        true
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(2)
     }
 }
 
@@ -578,7 +648,11 @@ mod tests {
 
     #[test]
     fn desktop_scene_changes_little_and_renders_incrementally() {
-        let mut src = SyntheticSource::new(1920, 1080, 1000).with_scene(Scene::Desktop);
+        // Unpaced: one step per call, so the frame checked is always the same one (a paced
+        // source on a loaded machine skips ahead to whatever frame is due, e.g. a line start).
+        let mut src = SyntheticSource::new(1920, 1080, 1000)
+            .with_scene(Scene::Desktop)
+            .with_pacing(false);
         let mut f = CapturedFrame::new();
         // Past a line wrap, so the typed line starts over at least once.
         for _ in 0..(TYPED_PER_LINE + 5) {
@@ -601,7 +675,9 @@ mod tests {
             .zip(prev.data.chunks(4))
             .filter(|(a, b)| a != b)
             .count();
-        assert!(changed > 0 && changed < 2_000, "{changed} pixels changed");
+        // "A few thousand": the typed glyph and cursor (~100) plus the barcode cells that flip
+        // (256 px each at 1080p; counter and time bits, 9 cells = 2304 px at frame 94).
+        assert!(changed > 0 && changed < 4_000, "{changed} pixels changed");
         let luma = luma_of(&f);
         assert_eq!(
             read_barcode(&luma, 1920, 1920, 1080).map(|b| b.0 as u64),
@@ -630,6 +706,122 @@ mod tests {
             damaged < 800 * 600 * 3 / 4,
             "static parts are not redrawn: {damaged}"
         );
+    }
+
+    fn contains(outer: &Rect, inner: &Rect) -> bool {
+        outer.x <= inner.x
+            && outer.y <= inner.y
+            && outer.x + outer.w >= inner.x + inner.w
+            && outer.y + outer.h >= inner.y + inner.h
+    }
+
+    fn strip(width: u32) -> Rect {
+        let (x, y, w, h) = probe::rect(width);
+        Rect { x, y, w, h }
+    }
+
+    /// Frame `seq` as `render_frame` draws it, plus the probe strip.
+    fn render_with_probe(w: u32, h: u32, seq: u64, fps: u32, id: u32, t: u64) -> CapturedFrame {
+        let mut want = render_frame(w, h, seq, fps);
+        let stride = want.stride;
+        render_probe(w, h, id, t, &mut want.data, stride);
+        want
+    }
+
+    #[test]
+    fn probe_shows_from_the_next_frame_with_damage() {
+        let (w, h) = (1280, 720);
+        let mut src = SyntheticSource::new(w, h, 1000).with_pacing(false);
+        let mut f = CapturedFrame::new();
+        for _ in 0..3 {
+            src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        }
+        assert_eq!(probe::read(&luma_of(&f), w as usize, w, h), None);
+        assert!(!f.damage.iter().any(|r| contains(r, &strip(w))));
+
+        let t = 0x0001_2345_6789_abcd_u64;
+        assert!(src.show_probe(7, t), "the synthetic source shows probes");
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            probe::read(&luma_of(&f), w as usize, w, h),
+            Some((7, t as u32))
+        );
+        assert!(
+            f.damage.iter().any(|r| contains(r, &strip(w))),
+            "the strip is damaged on the frame it appears: {:?}",
+            f.damage
+        );
+        let want = render_with_probe(w, h, f.sequence, 1000, 7, t);
+        assert!(
+            f.data == want.data,
+            "incremental frame = full redraw + strip"
+        );
+
+        // It stays, without damage while it does not change.
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            probe::read(&luma_of(&f), w as usize, w, h),
+            Some((7, t as u32))
+        );
+        assert!(!f.damage.iter().any(|r| contains(r, &strip(w))));
+        let want = render_with_probe(w, h, f.sequence, 1000, 7, t);
+        assert!(
+            f.data == want.data,
+            "incremental frame = full redraw + strip"
+        );
+
+        // A newer probe replaces it, damaged again; full frames show it too.
+        src.show_probe(8, t + 16_000);
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            probe::read(&luma_of(&f), w as usize, w, h),
+            Some((8, (t + 16_000) as u32))
+        );
+        assert!(f.damage.iter().any(|r| contains(r, &strip(w))));
+        src.invalidate();
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        assert!(f.damage.is_empty(), "a full frame");
+        let want = render_with_probe(w, h, f.sequence, 1000, 8, t + 16_000);
+        assert!(f.data == want.data, "full frame = full redraw + strip");
+    }
+
+    #[test]
+    fn probe_wins_over_the_barcode_on_narrow_frames() {
+        // At 640 px the strip overlaps the barcode, which is redrawn every frame.
+        let (w, h) = (640, 360);
+        let mut src = SyntheticSource::new(w, h, 1000)
+            .with_pacing(false)
+            .with_scene(Scene::Desktop);
+        let mut f = CapturedFrame::new();
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        src.show_probe(0xdead_beef, 99);
+        for _ in 0..3 {
+            src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+            assert_eq!(
+                probe::read(&luma_of(&f), w as usize, w, h),
+                Some((0xdead_beef, 99))
+            );
+        }
+        let mut want = render_frame_scene(w, h, f.sequence, 1000, Scene::Desktop);
+        let stride = want.stride;
+        render_probe(w, h, 0xdead_beef, 99, &mut want.data, stride);
+        assert!(
+            f.data == want.data,
+            "incremental frame = full redraw + strip"
+        );
+    }
+
+    #[test]
+    fn probe_strip_is_clipped_to_tiny_frames() {
+        let mut src = SyntheticSource::new(64, 64, 1000).with_pacing(false);
+        let mut f = CapturedFrame::new();
+        src.show_probe(1, 2);
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        src.show_probe(3, 4);
+        src.next_frame(&mut f, Duration::from_secs(1)).unwrap();
+        for r in &f.damage {
+            assert!(r.x + r.w <= 64 && r.y + r.h <= 64, "{r:?}");
+        }
     }
 
     #[test]
