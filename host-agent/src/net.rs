@@ -153,6 +153,11 @@ fn transport_config(cfg: &NetConfig) -> quinn::TransportConfig {
     // full, and a deep buffer only turns congestion into seconds of latency (measured through
     // the WAN relay; see the design module).
     t.datagram_send_buffer_size(2 << 20);
+    // BBR, not quinn's default Cubic: Cubic halves its window on every random loss, and at 1 %
+    // loss with 30 ms RTT the video datagrams then queue for seconds and go stale (measured by
+    // the transport_loss bench and viewer --bench --wan rtt=30ms,loss=1%); BBR paces by
+    // measured bandwidth and RTT and shrugs off random loss.
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     t
 }
 
