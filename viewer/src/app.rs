@@ -104,6 +104,8 @@ pub struct WindowShared {
     pub presented: Mutex<Vec<PresentRecord>>,
     /// Where input goes once the session is up (`None`: view only or not connected yet).
     pub input: Mutex<Option<InputSender>>,
+    /// Also sends every present record here (bench mode).
+    pub present_tap: Mutex<Option<std::sync::mpsc::Sender<PresentRecord>>>,
 }
 
 impl Default for WindowShared {
@@ -115,6 +117,7 @@ impl Default for WindowShared {
             stats: Mutex::default(),
             presented: Mutex::default(),
             input: Mutex::default(),
+            present_tap: Mutex::default(),
         }
     }
 }
@@ -131,6 +134,9 @@ impl WindowShared {
     }
 
     fn push_presented(&self, record: PresentRecord) {
+        if let Some(tap) = lock(&self.present_tap).as_ref() {
+            let _ = tap.send(record);
+        }
         let mut v = lock(&self.presented);
         if v.len() >= MAX_PENDING_PRESENTS {
             let excess = v.len() + 1 - MAX_PENDING_PRESENTS;

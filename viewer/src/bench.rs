@@ -22,6 +22,7 @@ use sightline_protocol::msg::InputEvent;
 use sightline_protocol::probe;
 use sightline_protocol::time::{ClockEstimate, HostMicros};
 
+use crate::app::{PresentRecord, WindowOptions, WindowShared};
 use crate::decode::FrameSink;
 use crate::frame::DecodedFrame;
 use crate::net::{connect_media, resolve, viewer_clock, ConnectError, ConnectOptions, Media};
@@ -139,6 +140,8 @@ struct ProbeSink {
     tx: std_mpsc::Sender<Hit>,
     prev_decoded_us: Option<u64>,
     longest_gap_us: Arc<AtomicU64>,
+    /// The window's sink, when the bench runs with a window.
+    inner: Option<Box<dyn FrameSink>>,
 }
 
 impl FrameSink for ProbeSink {
@@ -157,6 +160,15 @@ impl FrameSink for ProbeSink {
                     times: FrameTimes::of(&f),
                 });
             }
+        }
+        if let Some(inner) = &mut self.inner {
+            inner.frame(f);
+        }
+    }
+
+    fn skipped(&mut self, frame: u32) {
+        if let Some(inner) = &mut self.inner {
+            inner.skipped(frame);
         }
     }
 }
@@ -193,6 +205,9 @@ pub enum BenchError {
     /// No picture arrived.
     #[error("no video arrived within {0:?}")]
     NoVideo(Duration),
+    /// The window could not run.
+    #[error("window: {0}")]
+    Window(String),
 }
 
 struct Rng(u64);
@@ -233,6 +248,7 @@ pub async fn run_bench(
             tx,
             prev_decoded_us: None,
             longest_gap_us: gap.clone(),
+            inner: None,
         })),
         ..Media::default()
     };
@@ -250,7 +266,7 @@ pub async fn run_bench(
         ));
     }
     let (rx, report) = tokio::task::spawn_blocking(move || {
-        let r = measure(&rx, &sender, &clock, &gap, &b);
+        let r = measure(&rx, None, &sender, &clock, &gap, &b);
         (rx, r)
     })
     .await
@@ -264,6 +280,7 @@ pub async fn run_bench(
 
 fn measure(
     rx: &std_mpsc::Receiver<Hit>,
+    presents: Option<&std_mpsc::Receiver<PresentRecord>>,
     sender: &crate::net::InputSender,
     clock: &crate::stats::SharedClock,
     gap: &AtomicU64,
@@ -310,7 +327,31 @@ fn measure(
             continue;
         };
         let host_recv = HostMicros(probe::widen(hit.recv_low, host.capture_start.0));
-        if let Some(mut s) = stages(sent_us, host_recv, &hit.times, hit.times.decoded_us, &est) {
+        // With a window, the photon is the first present of this frame or a later one (the
+        // strip stays until the next probe, and the window may skip frames: latest wins).
+        let photon_us = match presents {
+            None => hit.times.decoded_us,
+            Some(p) => {
+                let deadline = Instant::now() + b.probe_timeout;
+                let mut found = None;
+                while let Ok(rec) =
+                    p.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
+                    if rec.frame >= hit.times.frame {
+                        found = Some(wire.micros(rec.presented_at));
+                        break;
+                    }
+                }
+                match found {
+                    Some(t) => t,
+                    None => {
+                        report.lost += 1;
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Some(mut s) = stages(sent_us, host_recv, &hit.times, photon_us, &est) {
             s.id = id;
             report.samples.push(s);
         }
@@ -433,6 +474,142 @@ impl BenchReport {
     pub fn svg(&self) -> String {
         crate::bench_plot::svg(self)
     }
+}
+
+/// Runs a bench with the viewer window open, so the round trip ends when the picture that
+/// shows the probe was presented. The window's event loop runs on this thread (call it from the
+/// main thread outside X11/Wayland); the session runs on `rt` in another thread.
+pub fn run_bench_windowed(
+    rt: tokio::runtime::Runtime,
+    mut opts: ConnectOptions,
+    b: BenchOptions,
+    window: WindowOptions,
+) -> Result<BenchReport, BenchError> {
+    use crate::window::{wake, PendingTimes, WindowProxy, WindowSink};
+    let shared = Arc::new(WindowShared::new());
+    let proxy: WindowProxy = Arc::default();
+    let (present_tx, present_rx) = std_mpsc::channel();
+    *shared
+        .present_tap
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(present_tx);
+    let (ready_tx, ready_rx) = std_mpsc::channel::<Result<String, BenchError>>();
+    let session = {
+        let (shared, proxy) = (shared.clone(), proxy.clone());
+        std::thread::Builder::new()
+            .name("sightline-bench".into())
+            .spawn(move || -> Result<BenchReport, BenchError> {
+                rt.block_on(async move {
+                    let _relay = match b.wan {
+                        Some(spec) => {
+                            let target = match resolve(&opts.host).await {
+                                Ok(t) => t,
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(e.into()));
+                                    return Err(BenchError::NoVideo(Duration::ZERO));
+                                }
+                            };
+                            let relay = WanRelay::start(target, spec)
+                                .await
+                                .map_err(BenchError::Wan)?;
+                            opts.via = Some(relay.addr());
+                            Some(relay)
+                        }
+                        None => None,
+                    };
+                    let (tx, rx) = std_mpsc::channel();
+                    let gap = Arc::new(AtomicU64::new(0));
+                    let pending: PendingTimes = Arc::default();
+                    let media = Media {
+                        video: Some(Box::new(ProbeSink {
+                            last: 0,
+                            tx,
+                            prev_decoded_us: None,
+                            longest_gap_us: gap.clone(),
+                            inner: Some(Box::new(WindowSink::new(
+                                shared.clone(),
+                                proxy.clone(),
+                                pending,
+                            ))),
+                        })),
+                        ..Media::default()
+                    };
+                    let clock = media.clock.clone();
+                    let host = opts.host.clone();
+                    let conn = match connect_media(opts, media).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.into()));
+                            return Err(BenchError::NoVideo(Duration::ZERO));
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(format!(
+                        "{} — Sightline bench ({host})",
+                        conn.welcome.host_name
+                    )));
+                    let sender = conn.input_sender();
+                    let result = if sender
+                        .kinds()
+                        .contains(sightline_protocol::msg::InputKinds::PROBE)
+                    {
+                        let host_name = conn.welcome.host_name.clone();
+                        let r = tokio::task::spawn_blocking(move || {
+                            let r = measure(&rx, Some(&present_rx), &sender, &clock, &gap, &b);
+                            drop(rx);
+                            r
+                        })
+                        .await
+                        .expect("bench thread");
+                        r.map(|mut r| {
+                            r.host = host_name;
+                            r
+                        })
+                    } else {
+                        Err(BenchError::NoProbes(
+                            "it did not offer the probe input kind".into(),
+                        ))
+                    };
+                    let _ = conn.close("bench done").await;
+                    wake(
+                        &proxy,
+                        crate::app::AppEvent::SessionEnded("bench done".into()),
+                    );
+                    result
+                })
+            })
+            .map_err(|e| BenchError::Wan(std::io::Error::other(e)))?
+    };
+    let title = match ready_rx.recv() {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            let _ = session.join();
+            return Err(e);
+        }
+        Err(_) => {
+            return session
+                .join()
+                .unwrap_or(Err(BenchError::NoVideo(Duration::ZERO)))
+        }
+    };
+    let opts = WindowOptions {
+        title: if window.title.is_empty() {
+            title
+        } else {
+            window.title
+        },
+        ..window
+    };
+    let proxy_slot = proxy.clone();
+    let ran = crate::app::run_window(opts, shared, move |p| {
+        let _ = proxy_slot.set(p);
+    });
+    let report = session
+        .join()
+        .unwrap_or(Err(BenchError::NoVideo(Duration::ZERO)));
+    if let Err(e) = ran {
+        return Err(BenchError::Window(e.to_string()));
+    }
+    report
 }
 
 /// Where to write the outputs.

@@ -85,15 +85,34 @@ struct Args {
     log: String,
 }
 
-async fn run_bench_mode(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
-    use sightline_viewer::bench::{run_bench, BenchOptions};
+/// Bench mode: with a window (the round trip ends at present) when a display is available and
+/// `--headless` is not given, else headless (it ends at decode).
+fn run_bench_mode(
+    rt: tokio::runtime::Runtime,
+    opts: ConnectOptions,
+    args: &Args,
+    windowed: bool,
+) -> anyhow::Result<()> {
+    use sightline_viewer::bench::{run_bench, run_bench_windowed, BenchOptions};
     let b = BenchOptions {
         samples: args.samples.max(1),
         wan: args.wan,
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         ..BenchOptions::default()
     };
-    let report = match run_bench(opts, b).await {
+    let result = if windowed {
+        let window = WindowOptions {
+            title: String::new(),
+            fullscreen: args.fullscreen,
+            show_stats: false,
+            initial_size: None,
+            view_only: false,
+        };
+        run_bench_windowed(rt, opts, b, window)
+    } else {
+        rt.block_on(run_bench(opts, b))
+    };
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("viewer: bench against {} failed: {e}", args.host);
@@ -178,7 +197,10 @@ fn main() -> anyhow::Result<()> {
         .thread_name("sightline-net")
         .build()?;
     if args.bench {
-        return rt.block_on(run_bench_mode(opts, &args));
+        let windowed = !args.headless
+            && (std::env::var_os("DISPLAY").is_some()
+                || std::env::var_os("WAYLAND_DISPLAY").is_some());
+        return run_bench_mode(rt, opts, &args, windowed);
     }
     if args.headless {
         return rt.block_on(run_headless(opts, &args));
