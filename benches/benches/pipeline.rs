@@ -134,6 +134,10 @@ fn run(w: u32, h: u32, frames: usize, scene: Scene, usage: EncoderUsage) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let frames = if full { 300 } else { 10 };
+    if std::env::var("SL_QUICK").is_ok() {
+        run(1920, 1080, frames, Scene::Desktop, EncoderUsage::Camera);
+        return;
+    }
     for scene in [Scene::Desktop, Scene::Busy] {
         for usage in [EncoderUsage::Camera, EncoderUsage::Screen] {
             run(1920, 1080, frames, scene, usage);
