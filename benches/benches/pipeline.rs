@@ -134,7 +134,9 @@ fn run(w: u32, h: u32, frames: usize, scene: Scene, usage: EncoderUsage) {
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let frames = if full { 300 } else { 10 };
-    if std::env::var("SL_QUICK").is_ok() {
+    // SIGHTLINE_BENCH_QUICK=1: only the default case (desktop scene, camera tuning at 1080p),
+    // for measuring run-to-run spread.
+    if std::env::var("SIGHTLINE_BENCH_QUICK").is_ok() {
         run(1920, 1080, frames, Scene::Desktop, EncoderUsage::Camera);
         return;
     }
