@@ -436,7 +436,11 @@ fn main() -> anyhow::Result<()> {
         video,
         fec: FecConfig {
             ratio: args.fec.max(0.0),
-            min_parity: if args.fec > 0.0 { 1 } else { 0 },
+            min_parity: if args.fec > 0.0 {
+                FecConfig::default().min_parity
+            } else {
+                0
+            },
         },
     };
 

@@ -396,6 +396,73 @@ fn viewer_goodbye_releases_and_closes_the_host() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 7b. Datagram copies cut the delay a lost packet adds to input
+// ---------------------------------------------------------------------------------------------
+
+/// Sends 400 key events 10 ms apart over a 15 ms link with 5 % loss; returns each event's
+/// delay (send → host event), sorted.
+fn input_delays(
+    copy: Option<Duration>,
+) -> (Vec<Duration>, sightline_protocol::session::HostCounters) {
+    let mut pair = connected_pair(PairConfig {
+        uplink: LinkConfig {
+            delay: ms(15),
+            jitter: ms(0),
+            loss: 0.05,
+        },
+        downlink: LinkConfig::fixed(ms(15)),
+        viewer: ViewerConfig {
+            input_datagram_copy: copy,
+            ..ViewerConfig::default()
+        },
+        seed: 5,
+        ..PairConfig::default()
+    });
+    let mut sent = std::collections::HashMap::new();
+    for i in 0..400u32 {
+        let now = pair.now;
+        let seq = pair
+            .viewer
+            .send_input(now, key(0x04, 0x61, i % 2 == 0))
+            .unwrap();
+        sent.insert(seq, now);
+        pair.run_for(ms(10));
+    }
+    pair.run_for(Duration::from_secs(2));
+    let mut d: Vec<Duration> = host_inputs(&pair)
+        .into_iter()
+        .filter_map(|(t, _, o)| match o {
+            InputOrigin::Viewer { seq, .. } => Some(t - sent[&seq]),
+            InputOrigin::Release(_) => None,
+        })
+        .collect();
+    assert_eq!(d.len(), 400, "every event arrives, copies or not");
+    d.sort();
+    (d, pair.host.counters())
+}
+
+#[test]
+fn datagram_copies_cut_the_delay_of_lost_input() {
+    let (without, c0) = input_delays(None);
+    let (with, c1) = input_delays(Some(ms(4)));
+    let p99 = |v: &[Duration]| v[v.len() * 99 / 100];
+    println!(
+        "input delay over 15 ms with 5 % loss: p50/p99/max without copies {:?}/{:?}/{:?}, with {:?}/{:?}/{:?}; {c1:?}",
+        without[200], p99(&without), without[399], with[200], p99(&with), with[399]
+    );
+    assert_eq!((c0.datagram_inputs, c0.duplicate_inputs), (0, 0));
+    assert!(c1.datagram_inputs > 0);
+    assert!(
+        p99(&with) < p99(&without),
+        "copies must shorten the tail: {:?} vs {:?}",
+        p99(&with),
+        p99(&without)
+    );
+    // Within two one-way delays: no retransmission round trip in the tail.
+    assert!(p99(&with) <= ms(30), "p99 {:?}", p99(&with));
+}
+
+// ---------------------------------------------------------------------------------------------
 // 7. Presses and releases survive stream loss, in order
 // ---------------------------------------------------------------------------------------------
 
@@ -502,7 +569,10 @@ fn presses_and_releases_survive_stream_loss_in_order() {
     }
 
     let c = pair.host.counters();
-    assert_eq!(c.duplicate_inputs, 0);
+    // Datagram copies (revision 2) beat some lost stream packets; the other copy of each
+    // event is dropped as a repeat, and copies that came early were left to the stream.
+    assert!(c.datagram_inputs > 0, "{c:?}");
+    assert!(c.duplicate_inputs > 0, "{c:?}");
     assert_eq!(c.inputs as usize, got.len());
     assert_eq!(c.releases, 0, "a lossy path is not a silent one");
     // The host's record matches what the viewer left pressed.
@@ -685,4 +755,27 @@ fn host_refuses_to_send_a_stream_config_the_viewer_would_reject() {
         .iter()
         .any(|(_, e)| matches!(e, ViewerEvent::StreamConfig(c) if c.width == 1920)));
     assert!(pair.viewer.is_established());
+}
+
+#[test]
+fn no_datagram_copies_to_a_revision_1_host() {
+    let mut pair = connected_pair(PairConfig {
+        host: HostConfig {
+            max_version: 1,
+            ..HostConfig::default()
+        },
+        ..PairConfig::default()
+    });
+    assert_eq!(pair.viewer.welcome().unwrap().version, 1);
+    for i in 0..20 {
+        let now = pair.now;
+        pair.viewer
+            .send_input(now, key(0x04, 0x61, i % 2 == 0))
+            .unwrap();
+        pair.run_for(ms(10));
+    }
+    pair.run_for(ms(200));
+    let c = pair.host.counters();
+    assert_eq!(c.inputs, 20);
+    assert_eq!((c.datagram_inputs, c.duplicate_inputs), (0, 0), "{c:?}");
 }

@@ -4,14 +4,16 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
-use crate::coding::{check_sendable, DecodeError, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
+use crate::coding::{
+    check_sendable, Decode, DecodeError, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN,
+};
 use crate::input::HeldInput;
 use crate::msg::{
     AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
     InputEvent, InputMessage, InvalidateReferences, KeyframeRequest, Message, Pong, StatsReport,
     StreamConfig, VideoFragment, Welcome,
 };
-use crate::session::PROTOCOL_VERSION;
+use crate::session::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::time::WireClock;
 
 /// Host session settings.
@@ -39,7 +41,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
             host_name: "sightline-host".into(),
-            min_version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
             capabilities: Capabilities::ALL,
             session_id: 0,
@@ -130,8 +132,12 @@ enum Pending {
 pub struct HostCounters {
     /// Input events passed on.
     pub inputs: u64,
-    /// Input events dropped as repeats.
+    /// Input events dropped as repeats (incl. the second copy of one sent both ways).
     pub duplicate_inputs: u64,
+    /// Input events taken from their datagram copy (it beat the stream copy).
+    pub datagram_inputs: u64,
+    /// Datagram copies ignored because an earlier input was still missing.
+    pub early_datagram_inputs: u64,
     /// Input events dropped because their kind was not negotiated.
     pub refused_inputs: u64,
     /// Synthesised releases.
@@ -243,13 +249,29 @@ impl HostSession {
             return;
         }
         self.last_heard = now;
-        self.fail(
-            now,
-            CloseReason::ProtocolViolation(format!(
-                "unexpected {}-byte datagram from the viewer",
+        // Revision 2: a datagram copy of an input message. It is taken only when it is the
+        // next in sequence — an earlier one still missing will come on the stream, and taking
+        // a later one first would reorder input (or drop the earlier one as a repeat).
+        let violation = match (&self.state, Message::from_bytes(bytes)) {
+            (State::Established { capabilities }, Ok(Message::Input(m))) => {
+                let caps: Capabilities = *capabilities;
+                if m.seq == self.last_input_seq + 1 {
+                    self.counters.datagram_inputs += 1;
+                    self.on_input(now, &caps, m);
+                } else if m.seq <= self.last_input_seq {
+                    self.counters.duplicate_inputs += 1;
+                } else {
+                    self.counters.early_datagram_inputs += 1;
+                }
+                return;
+            }
+            (_, Ok(other)) => format!("unexpected {} datagram from the viewer", describe(&other)),
+            (_, Err(e)) => format!(
+                "malformed {}-byte datagram from the viewer: {e}",
                 bytes.len()
-            )),
-        );
+            ),
+        };
+        self.fail(now, CloseReason::ProtocolViolation(violation));
     }
 
     /// Timers: input release on silence, idle timeout.

@@ -8,7 +8,7 @@
 mod host;
 mod viewer;
 
-pub use host::{HostConfig, HostEvent, HostSession, InputOrigin, ReleaseCause};
+pub use host::{HostConfig, HostCounters, HostEvent, HostSession, InputOrigin, ReleaseCause};
 pub use viewer::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 
 use std::fmt;
@@ -19,7 +19,15 @@ use crate::msg::{Capabilities, GoodbyeReason, InputEvent, InputKinds, Message};
 
 /// The protocol revision this build speaks. Compatible additions raise it; the range a peer
 /// accepts is negotiated in hello/welcome.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// * 1: the first revision.
+/// * 2: the viewer may send a copy of each input message as a datagram a few milliseconds
+///   after the stream copy, so a lost packet does not hold input back for a retransmission
+///   (the host takes a datagram copy only when it is the next in sequence).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest revision this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// The TLS ALPN id. It names the wire-incompatible generation: a peer that does not offer it is
 /// refused during the TLS handshake, before any message is exchanged.

@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use super::host::describe;
 use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
-use crate::coding::{Decode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
+use crate::coding::{Decode, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
 use crate::input::InputQueue;
 use crate::msg::{
     AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
-    InputEvent, InvalidateReferences, KeyframeReason, KeyframeRequest, Message, Ping, StatsReport,
-    StreamConfig, VideoFragment, Welcome,
+    InputEvent, InputMessage, InvalidateReferences, KeyframeReason, KeyframeRequest, Message, Ping,
+    StatsReport, StreamConfig, VideoFragment, Welcome,
 };
-use crate::session::PROTOCOL_VERSION;
+use crate::session::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::time::{ClockEstimate, ClockEstimator, ClockSample, WireClock};
 
 /// Viewer session settings.
@@ -38,13 +38,17 @@ pub struct ViewerConfig {
     pub idle_timeout: Duration,
     /// Largest framed message accepted on a stream.
     pub max_message_len: usize,
+    /// Also send each input message as a datagram this long after its stream copy (revision
+    /// 2 hosts; `None` disables). The delay keeps the two copies in different packets, so one
+    /// lost packet does not lose both.
+    pub input_datagram_copy: Option<Duration>,
 }
 
 impl Default for ViewerConfig {
     fn default() -> Self {
         ViewerConfig {
             name: "sightline-viewer".into(),
-            min_version: PROTOCOL_VERSION,
+            min_version: MIN_PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
             capabilities: Capabilities::ALL,
             fast_pings: 8,
@@ -53,6 +57,7 @@ impl Default for ViewerConfig {
             clock_window: 128,
             idle_timeout: Duration::from_secs(10),
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            input_datagram_copy: Some(Duration::from_millis(4)),
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct ViewerSession {
     pings_sent: u32,
     next_ping_at: Option<Instant>,
     last_heard: Instant,
+    /// Datagram copies of sent input, with when they are due (revision 2).
+    input_copies: VecDeque<(Instant, InputMessage)>,
 }
 
 impl ViewerSession {
@@ -151,6 +158,7 @@ impl ViewerSession {
             pings_sent: 0,
             next_ping_at: None,
             last_heard: now,
+            input_copies: VecDeque::new(),
         }
     }
 
@@ -318,7 +326,25 @@ impl ViewerSession {
     /// Next bytes to send. Input goes first: it is small and the user feels it.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(m) = self.input.pop() {
+            if let (Some(delay), State::Established(w)) =
+                (self.cfg.input_datagram_copy, &self.state)
+            {
+                if w.version >= 2 {
+                    self.input_copies.push_back((now + delay, m));
+                }
+            }
             return Some(Transmit::framed(Channel::Input, &Message::Input(m)));
+        }
+        if self
+            .input_copies
+            .front()
+            .is_some_and(|(due, _)| *due <= now)
+        {
+            let (_, m) = self.input_copies.pop_front()?;
+            return Some(Transmit {
+                channel: Channel::Datagram,
+                bytes: Message::Input(m).to_bytes(),
+            });
         }
         Some(match self.pending.pop_front()? {
             Pending::Control(m) => Transmit::framed(Channel::Control, &m),
@@ -343,7 +369,8 @@ impl ViewerSession {
             return None;
         }
         let idle = self.last_heard + self.cfg.idle_timeout;
-        Some(self.next_ping_at.map_or(idle, |p| p.min(idle)))
+        let t = self.next_ping_at.map_or(idle, |p| p.min(idle));
+        Some(self.input_copies.front().map_or(t, |(due, _)| t.min(*due)))
     }
 
     // --- internals ---
