@@ -154,6 +154,7 @@ fn keys_and_clicks_in_the_viewer_window_reach_the_host_desktop() {
             show_stats: false,
             initial_size: Some((VW, VH)),
             view_only: false,
+            ..WindowOptions::default()
         },
     )
     .expect("window ran");

@@ -129,6 +129,7 @@ fn streamed_picture_shows_in_the_viewer_window() {
             show_stats: false,
             initial_size: Some((W, H)),
             view_only: false,
+            ..WindowOptions::default()
         },
     )
     .expect("window ran");

@@ -540,6 +540,7 @@ fn window_shows_colour_bars_on_xvfb() {
         show_stats: false,
         initial_size: Some(WINDOW_SIZE),
         view_only: false,
+        ..WindowOptions::default()
     };
     let shared = Arc::new(WindowShared::new());
     let (tx, rx) = mpsc::channel();

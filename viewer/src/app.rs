@@ -29,6 +29,11 @@
 //!   window (non-integer factors allowed, sharp-bilinear), centred, with black bars. The CPU
 //!   cost of a frame is therefore independent of the window size, and the upload is the
 //!   stream's size, not the window's.
+//! - **Renderer:** wgpu through pixels on a hardware adapter; on a software one (lavapipe,
+//!   20–50 ms to present 1080p) or none, or with `--renderer cpu`, the CPU path in
+//!   [`crate::present_cpu`] (softbuffer; nearest-neighbour fill scaling on the CPU, ~2.5 ms at
+//!   1080p on Xvfb). Both keep the composed picture as stream-resolution RGBA, so conversion,
+//!   overlays and input mapping are shared (`Backend`).
 //! - **Surface format:** a plain (non-sRGB) 8-bit surface when offered, see `build_pixels`.
 //! - **Keys handled here are consumed:** F11 (borderless fullscreen), F3 and Ctrl+Alt+S (stats
 //!   overlay), Ctrl+Alt+M (relative mouse mode for 3D apps). Their presses and releases are
@@ -45,7 +50,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use pixels::wgpu::{BlendState, PresentMode, TextureFormat};
+use pixels::wgpu::{BlendState, DeviceType, PresentMode, TextureFormat};
 use pixels::{Pixels, PixelsBuilder, ScalingMode, SurfaceTexture};
 use tracing::{debug, info, trace, warn};
 use winit::application::ApplicationHandler;
@@ -60,10 +65,11 @@ use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
 use crate::convert;
 use crate::frame::{CursorOverlay, DecodedFrame, LatestSlot, StatsSnapshot};
-use crate::input::devices::{ExtraInputs, ScaleState};
+use crate::input::devices::{fill_to_stream, ExtraInputs, ScaleState};
 use crate::input::keyboard;
 use crate::net::InputSender;
 use crate::overlay::{Canvas, SaveUnder, StatsPanel};
+use crate::present_cpu::CpuPresenter;
 use sightline_protocol::msg::InputEvent;
 
 /// Events the network/decode thread sends to the window through its [`EventLoopProxy`].
@@ -84,8 +90,11 @@ pub struct PresentRecord {
     pub presented_at: Instant,
     /// Converting to RGBA plus drawing the overlays, in µs.
     pub convert_us: u32,
-    /// Uploading and presenting (`Pixels::render`), in µs.
+    /// Uploading and presenting (`Pixels::render`), or on the CPU path scaling into the
+    /// framebuffer and presenting it, in µs.
     pub present_us: u32,
+    /// The CPU path's scaling, part of `present_us` (0 on the GPU path), in µs.
+    pub scale_us: u32,
 }
 
 /// Records kept for the network thread at most; older ones are dropped when nobody drains.
@@ -159,6 +168,21 @@ pub struct WindowOptions {
     pub initial_size: Option<(u32, u32)>,
     /// Send no input to the host.
     pub view_only: bool,
+    /// Which present path to use.
+    pub renderer: Renderer,
+}
+
+/// The present path: wgpu through pixels, or a CPU framebuffer through softbuffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Renderer {
+    /// The GPU when wgpu finds a hardware adapter; the CPU path when its adapter is a software
+    /// one (lavapipe: 20–50 ms a 1080p frame) or it finds none.
+    #[default]
+    Auto,
+    /// Always wgpu (fails without an adapter).
+    Gpu,
+    /// Always the CPU framebuffer ([`crate::present_cpu`]).
+    Cpu,
 }
 
 impl Default for WindowOptions {
@@ -169,6 +193,7 @@ impl Default for WindowOptions {
             show_stats: false,
             initial_size: None,
             view_only: false,
+            renderer: Renderer::Auto,
         }
     }
 }
@@ -214,6 +239,9 @@ pub enum WindowError {
     /// Presenting a frame failed (a wgpu validation error or a lost device).
     #[error("presenting a frame failed: {0}")]
     Render(#[source] pixels::Error),
+    /// The CPU framebuffer (softbuffer) could not be set up or presented.
+    #[error("CPU framebuffer failed: {0}")]
+    CpuPresent(String),
 }
 
 impl From<pixels::Error> for WindowError {
@@ -293,8 +321,79 @@ const PLACEHOLDER_SIZE: (u32, u32) = (640, 360);
 #[derive(Debug)]
 struct Gfx {
     window: Arc<Window>,
-    pixels: Pixels<'static>,
+    backend: Backend,
     buffer: (u32, u32),
+}
+
+/// The present path in use; both hold the composed picture as stream-resolution RGBA.
+#[derive(Debug)]
+enum Backend {
+    Gpu(Box<Pixels<'static>>),
+    Cpu(CpuPresenter),
+}
+
+impl Backend {
+    /// The RGBA picture, `buffer.0 × buffer.1 × 4` bytes.
+    fn frame_mut(&mut self) -> &mut [u8] {
+        match self {
+            Backend::Gpu(p) => p.frame_mut(),
+            Backend::Cpu(c) => c.rgba(),
+        }
+    }
+
+    fn resize_buffer(&mut self, width: u32, height: u32) -> Result<(), WindowError> {
+        match self {
+            Backend::Gpu(p) => {
+                p.resize_buffer(width, height)
+                    .map_err(|source| WindowError::StreamTooLarge {
+                        width,
+                        height,
+                        source,
+                    })
+            }
+            Backend::Cpu(c) => {
+                c.resize_buffer(width, height);
+                Ok(())
+            }
+        }
+    }
+
+    fn resize_surface(&mut self, width: u32, height: u32) -> Result<(), String> {
+        match self {
+            Backend::Gpu(p) => p.resize_surface(width, height).map_err(|e| e.to_string()),
+            Backend::Cpu(c) => c.resize_surface(width, height),
+        }
+    }
+
+    /// Presents the picture; returns the µs spent scaling on the CPU (0 on the GPU path).
+    fn render(&mut self) -> Result<u32, WindowError> {
+        match self {
+            Backend::Gpu(p) => p.render().map(|()| 0).map_err(WindowError::Render),
+            Backend::Cpu(c) => c.present().map_err(WindowError::CpuPresent),
+        }
+    }
+
+    /// Window position → stream pixel, clamped to the picture (fill scaling on both paths).
+    fn window_to_pixel(
+        &self,
+        window: PhysicalSize<u32>,
+        buffer: (u32, u32),
+        x: f64,
+        y: f64,
+    ) -> (i32, i32) {
+        match self {
+            Backend::Gpu(p) => {
+                let (x, y) = p
+                    .window_pos_to_pixel((x as f32, y as f32))
+                    .unwrap_or_else(|outside| p.clamp_pixel_pos(outside));
+                (x as i32, y as i32)
+            }
+            Backend::Cpu(_) => {
+                let (x, y) = fill_to_stream((window.width, window.height), buffer, (x, y));
+                (x as i32, y as i32)
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -458,48 +557,86 @@ impl App {
                 .create_window(attrs)
                 .map_err(WindowError::CreateWindow)?,
         );
-        let size = window.inner_size();
         let init_started = Instant::now();
-        let mut pixels = build_pixels(&window, None)?;
-        // Prefer a plain (non-sRGB) surface when there is one; see `build_pixels`. The format
-        // list is only known once a surface exists, hence the second build.
-        // (pixels itself always picks an sRGB surface format.)
-        let formats = &pixels.context().surface_capabilities.formats;
-        if let Some(plain) = choose_plain_format(formats) {
-            drop(pixels);
-            pixels = build_pixels(&window, Some(plain))?;
-        }
+        let backend = match self.opts.renderer {
+            Renderer::Cpu => open_cpu(&window)?,
+            Renderer::Gpu => {
+                Backend::Gpu(Box::new(open_gpu(&window, build_pixels(&window, None)?)?))
+            }
+            Renderer::Auto => match build_pixels(&window, None) {
+                Ok(p) if p.adapter().get_info().device_type != DeviceType::Cpu => {
+                    Backend::Gpu(Box::new(open_gpu(&window, p)?))
+                }
+                Ok(p) => {
+                    let adapter = p.adapter().get_info().name;
+                    info!(%adapter, "software graphics adapter: presenting from the CPU");
+                    drop(p);
+                    open_cpu(&window)?
+                }
+                Err(e) => {
+                    info!(error = %e, "no usable graphics adapter: presenting from the CPU");
+                    open_cpu(&window).map_err(|_| e)?
+                }
+            },
+        };
         debug!(
-            surface_format = ?pixels.surface_texture_format(),
             init_ms = init_started.elapsed().as_millis() as u64,
             "renderer built"
         );
-        let info = pixels.adapter().get_info();
-        info!(
-            adapter = %info.name,
-            backend = ?info.backend,
-            device_type = ?info.device_type,
-            "renderer ready"
-        );
-        let available = pixels.context().surface_capabilities.present_modes.clone();
-        let mode = choose_present_mode(&available);
-        pixels.set_present_mode(mode);
-        debug!(chosen = ?mode, ?available, "present mode");
-        pixels.set_scaling_mode(ScalingMode::Fill);
-        // set_scaling_mode only takes effect with the next resize: apply it now.
-        if size.width > 0 && size.height > 0 {
-            if let Err(e) = pixels.resize_surface(size.width, size.height) {
-                warn!(error = %e, "window size not supported by the device");
-            }
-        }
-        fill_opaque_black(pixels.frame_mut());
-        Ok(Gfx {
+        let mut gfx = Gfx {
             window,
-            pixels,
+            backend,
             buffer: PLACEHOLDER_SIZE,
-        })
+        };
+        fill_opaque_black(gfx.backend.frame_mut());
+        Ok(gfx)
     }
+}
 
+/// Opens the CPU framebuffer on `window`.
+fn open_cpu(window: &Arc<Window>) -> Result<Backend, WindowError> {
+    let c = CpuPresenter::new(window.clone(), PLACEHOLDER_SIZE).map_err(WindowError::CpuPresent)?;
+    info!("renderer ready: CPU framebuffer (softbuffer)");
+    Ok(Backend::Cpu(c))
+}
+
+/// Finishes setting up the GPU renderer from the first `pixels` built on `window`.
+fn open_gpu(
+    window: &Arc<Window>,
+    mut pixels: Pixels<'static>,
+) -> Result<Pixels<'static>, WindowError> {
+    let size = window.inner_size();
+    // Prefer a plain (non-sRGB) surface when there is one; see `build_pixels`. The format
+    // list is only known once a surface exists, hence the second build.
+    // (pixels itself always picks an sRGB surface format.)
+    let formats = &pixels.context().surface_capabilities.formats;
+    if let Some(plain) = choose_plain_format(formats) {
+        drop(pixels);
+        pixels = build_pixels(window, Some(plain))?;
+    }
+    debug!(surface_format = ?pixels.surface_texture_format(), "surface format");
+    let info = pixels.adapter().get_info();
+    info!(
+        adapter = %info.name,
+        backend = ?info.backend,
+        device_type = ?info.device_type,
+        "renderer ready"
+    );
+    let available = pixels.context().surface_capabilities.present_modes.clone();
+    let mode = choose_present_mode(&available);
+    pixels.set_present_mode(mode);
+    debug!(chosen = ?mode, ?available, "present mode");
+    pixels.set_scaling_mode(ScalingMode::Fill);
+    // set_scaling_mode only takes effect with the next resize: apply it now.
+    if size.width > 0 && size.height > 0 {
+        if let Err(e) = pixels.resize_surface(size.width, size.height) {
+            warn!(error = %e, "window size not supported by the device");
+        }
+    }
+    Ok(pixels)
+}
+
+impl App {
     /// Composes and presents: the newest frame if there is one (else the last picture with the
     /// overlays redrawn), then the cursor and the stats panel.
     fn redraw(&mut self) -> Result<(), WindowError> {
@@ -521,26 +658,20 @@ impl App {
         };
         if let Some(f) = &frame {
             if (f.width, f.height) != gfx.buffer {
-                gfx.pixels
-                    .resize_buffer(f.width, f.height)
-                    .map_err(|source| WindowError::StreamTooLarge {
-                        width: f.width,
-                        height: f.height,
-                        source,
-                    })?;
+                gfx.backend.resize_buffer(f.width, f.height)?;
                 debug!(width = f.width, height = f.height, "stream size changed");
                 gfx.buffer = (f.width, f.height);
                 let size = gfx.window.inner_size();
                 self.scale.set((size.width, size.height), gfx.buffer);
             }
-            convert::i420_to_rgba(f, gfx.pixels.frame_mut());
+            convert::i420_to_rgba(f, gfx.backend.frame_mut());
             self.has_picture = true;
             self.save_under.forget();
         }
         let (bw, bh) = gfx.buffer;
-        // Invariant: the pixels buffer is always bw × bh × 4 bytes (pixels sizes it so).
+        // Invariant: the picture buffer is always bw × bh × 4 bytes (both backends size it so).
         let mut canvas =
-            Canvas::new(gfx.pixels.frame_mut(), bw, bh).expect("pixels buffer matches its size");
+            Canvas::new(gfx.backend.frame_mut(), bw, bh).expect("picture buffer matches its size");
         if frame.is_none() {
             self.save_under.restore(&mut canvas);
         }
@@ -557,7 +688,7 @@ impl App {
             }
         }
         let composed = Instant::now();
-        gfx.pixels.render().map_err(WindowError::Render)?;
+        let scale_us = gfx.backend.render()?;
         let presented_at = Instant::now();
         if let Some(f) = frame {
             let record = PresentRecord {
@@ -565,11 +696,13 @@ impl App {
                 presented_at,
                 convert_us: micros(composed - started),
                 present_us: micros(presented_at - composed),
+                scale_us,
             };
             trace!(
                 frame = f.frame,
                 convert_us = record.convert_us,
                 present_us = record.present_us,
+                scale_us = record.scale_us,
                 "presented"
             );
             self.shared.push_presented(record);
@@ -751,7 +884,7 @@ impl ApplicationHandler<AppEvent> for App {
                 if size.width == 0 || size.height == 0 {
                     return;
                 }
-                if let Err(e) = gfx.pixels.resize_surface(size.width, size.height) {
+                if let Err(e) = gfx.backend.resize_surface(size.width, size.height) {
                     warn!(error = %e, width = size.width, height = size.height, "resize ignored");
                 }
                 self.scale.set((size.width, size.height), gfx.buffer);
@@ -787,11 +920,12 @@ impl ApplicationHandler<AppEvent> for App {
                 if !self.has_picture || self.extra.as_ref().is_some_and(|e| e.pen_in_range()) {
                     return;
                 }
-                let (x, y) = gfx
-                    .pixels
-                    .window_pos_to_pixel((position.x as f32, position.y as f32))
-                    .unwrap_or_else(|outside| gfx.pixels.clamp_pixel_pos(outside));
-                let p = (x as i32, y as i32);
+                let p = gfx.backend.window_to_pixel(
+                    gfx.window.inner_size(),
+                    gfx.buffer,
+                    position.x,
+                    position.y,
+                );
                 if self.last_pointer != Some(p) {
                     self.last_pointer = Some(p);
                     self.send(InputEvent::PointerMove { x: p.0, y: p.1 });
@@ -923,6 +1057,7 @@ mod tests {
                 presented_at: now,
                 convert_us: 0,
                 present_us: 0,
+                scale_us: 0,
             });
         }
         let v = shared.drain_presented();

@@ -10,7 +10,7 @@ use std::sync::PoisonError;
 
 use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
-use sightline_viewer::app::WindowOptions;
+use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
 use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
@@ -55,6 +55,10 @@ struct Args {
     /// Start in borderless fullscreen (F11 toggles).
     #[arg(long)]
     fullscreen: bool,
+    /// Present path: `gpu` (wgpu), `cpu` (CPU framebuffer), or `auto`: the GPU unless wgpu's
+    /// only adapter is a software one (lavapipe) or there is none.
+    #[arg(long, value_enum, default_value_t = Renderer::Auto)]
+    renderer: Renderer,
     /// Watch only: send no keyboard, mouse, pen or controller input to the host.
     #[arg(long)]
     view_only: bool,
@@ -107,6 +111,7 @@ fn run_bench_mode(
             show_stats: false,
             initial_size: None,
             view_only: false,
+            renderer: args.renderer,
         };
         run_bench_windowed(rt, opts, b, window)
     } else {
@@ -212,6 +217,7 @@ fn main() -> anyhow::Result<()> {
             show_stats: args.stats,
             initial_size: None,
             view_only: args.view_only,
+            renderer: args.renderer,
         };
         match run_windowed(rt, opts, window)? {
             WindowedEnd::ConnectFailed(e) => {
