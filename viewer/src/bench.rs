@@ -288,7 +288,11 @@ fn measure(
 ) -> Result<BenchReport, BenchError> {
     let wire = viewer_clock();
     let mut report = BenchReport {
-        wan: b.wan.map(|w| w.to_string()),
+        // The spec without the relay's random seed.
+        wan: b.wan.map(|w| {
+            let s = w.to_string();
+            s.split(",seed=").next().unwrap_or(&s).to_owned()
+        }),
         ..BenchReport::default()
     };
     // Wait for pictures and a clock estimate.
