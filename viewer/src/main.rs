@@ -80,8 +80,9 @@ struct Args {
     /// With --bench: write a plot (round-trip histogram and stage stack) as SVG here.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
-    /// With --bench: route the session through the built-in WAN emulator, e.g.
-    /// `rtt=30ms,jitter=5ms,loss=1%,rate=50mbit` (no root needed).
+    /// Route the session through the built-in WAN emulator, e.g.
+    /// `rtt=30ms,jitter=5ms,loss=1%,rate=50mbit` (no root needed): see what a user far away
+    /// would see, or measure it with --bench.
     #[arg(long, value_name = "SPEC")]
     wan: Option<WanSpec>,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
@@ -201,6 +202,20 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline-net")
         .build()?;
+    // Outside bench mode (which starts its own), --wan puts the emulator under any session.
+    let mut opts = opts;
+    let _relay = match (args.wan, args.bench) {
+        (Some(spec), false) => {
+            let relay = rt.block_on(async {
+                let target = sightline_viewer::net::resolve(&opts.host).await?;
+                Ok::<_, anyhow::Error>(sightline_viewer::wan::WanRelay::start(target, spec).await?)
+            })?;
+            eprintln!("viewer: WAN emulation {spec} via {}", relay.addr());
+            opts.via = Some(relay.addr());
+            Some(relay)
+        }
+        _ => None,
+    };
     if args.bench {
         let windowed = !args.headless
             && (std::env::var_os("DISPLAY").is_some()
