@@ -212,13 +212,24 @@ async fn authorized_viewer_connects_and_bad_ones_are_refused_meanwhile() {
             host_max,
         }) => {
             assert_eq!((*viewer_min, *viewer_max), (7, 9));
-            assert_eq!((*host_min, *host_max), (1, 1));
+            assert_eq!(
+                (*host_min, *host_max),
+                (
+                    sightline_protocol::session::MIN_PROTOCOL_VERSION,
+                    sightline_protocol::PROTOCOL_VERSION
+                )
+            );
         }
         other => panic!("expected a version mismatch, got {other}"),
     }
     let (reason, _) = expect_refused(&mut host, ConnectStage::Hello).await;
     assert!(
-        reason.contains("7..=9") && reason.contains("1..=1"),
+        reason.contains("7..=9")
+            && reason.contains(&format!(
+                "{}..={}",
+                sightline_protocol::session::MIN_PROTOCOL_VERSION,
+                sightline_protocol::PROTOCOL_VERSION
+            )),
         "{reason}"
     );
 
