@@ -513,7 +513,7 @@ fn drive(mut d: Driver, display: u32, title: &str, out_dir: &Path) -> Result<Vec
     let mut last_err = String::new();
     for attempt in 1..=3 {
         key_tap(&conn, root, XK_F3)?;
-        match eventually_within(&conn, root, Duration::from_millis(1500), &panel_shown) {
+        match eventually_within(&conn, root, Duration::from_millis(1500), panel_shown) {
             Ok(s) => {
                 if attempt > 1 {
                     report.push(format!("F3 took {attempt} taps"));
