@@ -130,7 +130,11 @@ fn main() {
     });
     assert!(
         injector.wait_for(n as u64, Duration::from_secs(10)),
-        "not every event was injected"
+        "not every event was injected: {:?} of {n}",
+        {
+            let s = injector.stats();
+            (s.injected, s.failed, s.safety_releases)
+        }
     );
     let done = done.lock().unwrap_or_else(PoisonError::into_inner).clone();
     // The session releases nothing here (every press was followed by its release).

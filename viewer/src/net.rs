@@ -654,7 +654,13 @@ async fn run(
         if let Some(reason) = closing.take() {
             let _ = ctl_send.finish();
             let _ = input_send.finish();
-            let _ = tokio::time::timeout(Duration::from_millis(200), ctl_send.stopped()).await;
+            // Wait (briefly) until the host has both streams' data, so the goodbye and the
+            // last input (a key release!) are not cut off by the connection close.
+            let _ = tokio::time::timeout(Duration::from_millis(300), async {
+                let _ = ctl_send.stopped().await;
+                let _ = input_send.stopped().await;
+            })
+            .await;
             conn.close(CLOSE_VIEWER_QUIT.into(), reason.to_string().as_bytes());
             let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
             return reason;
@@ -674,7 +680,14 @@ async fn run(
                 Some(Command::Input(ev, reply)) => {
                     let _ = reply.send(session.send_input(Instant::now(), ev));
                 }
-                Some(Command::Close(message)) => session.close_with(GoodbyeReason::Normal, &message),
+                Some(Command::Close(message)) => {
+                    // Streams are not ordered with each other: let the host have every input
+                    // already written before it reads the goodbye, or it would drop the last
+                    // events (a key release among them) with the closed session.
+                    let _ = input_send.finish();
+                    let _ = tokio::time::timeout(Duration::from_millis(300), input_send.stopped()).await;
+                    session.close_with(GoodbyeReason::Normal, &message)
+                }
                 None => {
                     commands_open = false;
                     session.close_with(GoodbyeReason::Normal, "viewer closed");
