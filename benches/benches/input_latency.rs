@@ -15,7 +15,6 @@ use sightline_certs::TrustPolicy;
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
 use sightline_host::inject::{InjectError, InputSink};
-use sightline_host::net::NetEvent;
 use sightline_protocol::msg::{Capabilities, InputEvent, InputKinds, KeyEvent, Modifiers};
 use sightline_tests::xvfb::Xvfb;
 use sightline_tests::{Pki, TestHost};
@@ -85,16 +84,7 @@ fn main() {
         let addr = host.addr;
         let inj = injector.clone();
         tokio::spawn(async move {
-            while let Some(ev) = host.events.recv().await {
-                if let NetEvent::Input {
-                    session_id,
-                    event,
-                    origin,
-                } = ev
-                {
-                    inj.submit(session_id, event, origin);
-                }
-            }
+            sightline_tests::route_input(&mut host.events, Some(&inj), None).await;
         });
         let known = pki.known_hosts("known_hosts", addr, &pki.host);
         let conn = sightline_viewer::net::connect(pki.connect_options(

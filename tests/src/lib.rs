@@ -141,6 +141,30 @@ fn serve(
     (addr, events, closer)
 }
 
+/// The host agent's own input wiring, for tests: every input event the endpoint reports goes to
+/// `injector`, and latency probes to `probes` (when given), until the endpoint's channel closes.
+pub async fn route_input(
+    events: &mut mpsc::UnboundedReceiver<NetEvent>,
+    injector: Option<&sightline_host::inject::service::Injector>,
+    probes: Option<&sightline_host::probe::ProbeTarget>,
+) {
+    while let Some(ev) = events.recv().await {
+        if let NetEvent::Input {
+            session_id,
+            event,
+            origin,
+        } = ev
+        {
+            if probes.is_some_and(|p| p.handle(&event, &origin)) {
+                continue;
+            }
+            if let Some(inj) = injector {
+                inj.submit(session_id, event, origin);
+            }
+        }
+    }
+}
+
 /// A host endpoint serving on 127.0.0.1 with an ephemeral port.
 #[derive(Debug)]
 pub struct TestHost {

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use sightline_certs::TrustPolicy;
 use sightline_host::capture::synthetic::{Scene, SyntheticSource};
-use sightline_host::net::NetEvent;
 use sightline_host::probe::ProbeTarget;
 use sightline_protocol::time::WireClock;
 use sightline_tests::{Pki, VideoHost};
@@ -24,11 +23,7 @@ async fn bench_against(skew_s: u64) -> BenchReport {
     let probes = ProbeTarget::Feed(host.feed.clone());
     let addr = host.addr;
     let router = tokio::spawn(async move {
-        while let Some(ev) = host.events.recv().await {
-            if let NetEvent::Input { event, origin, .. } = ev {
-                probes.handle(&event, &origin);
-            }
-        }
+        sightline_tests::route_input(&mut host.events, None, Some(&probes)).await;
         drop(host);
     });
     let known = pki.known_hosts("known_hosts", addr, &pki.host);

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use sightline_certs::TrustPolicy;
 use sightline_host::capture::synthetic::{Scene, SyntheticSource};
-use sightline_host::net::NetEvent;
 use sightline_host::probe::ProbeTarget;
 use sightline_tests::xvfb::{private_dir, Xvfb};
 use sightline_tests::{Pki, VideoHost};
@@ -29,11 +28,7 @@ fn windowed_bench_measures_the_present_stage() {
         let probes = ProbeTarget::Feed(host.feed.clone());
         let addr = host.addr;
         tokio::spawn(async move {
-            while let Some(ev) = host.events.recv().await {
-                if let NetEvent::Input { event, origin, .. } = ev {
-                    probes.handle(&event, &origin);
-                }
-            }
+            sightline_tests::route_input(&mut host.events, None, Some(&probes)).await;
             drop(host);
         });
         addr

@@ -11,7 +11,6 @@ use sightline_certs::TrustPolicy;
 use sightline_host::capture::x11::X11Source;
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
-use sightline_host::net::NetEvent;
 use sightline_tests::xlisten::{collect, listen, Seen};
 use sightline_tests::xvfb::{private_dir, Xvfb};
 use sightline_tests::{Pki, VideoHost};
@@ -116,16 +115,7 @@ fn keys_and_clicks_in_the_viewer_window_reach_the_host_desktop() {
         let inj = injector.clone();
         tokio::spawn(async move {
             let _feed = host.feed.clone();
-            while let Some(ev) = host.events.recv().await {
-                if let NetEvent::Input {
-                    session_id,
-                    event,
-                    origin,
-                } = ev
-                {
-                    inj.submit(session_id, event, origin);
-                }
-            }
+            sightline_tests::route_input(&mut host.events, Some(&inj), None).await;
             drop(host);
         });
         (addr, closer)

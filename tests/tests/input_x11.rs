@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use sightline_certs::TrustPolicy;
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
-use sightline_host::net::NetEvent;
 use sightline_protocol::msg::{
     Capabilities, InputEvent, InputKinds, KeyEvent, Modifiers, MouseButton,
 };
@@ -71,16 +70,7 @@ async fn setup() -> Setup {
     let inj = injector.clone();
     // The host agent's own wiring: every input event the sessions report goes to the injector.
     let guard = tokio::spawn(async move {
-        while let Some(ev) = host.events.recv().await {
-            if let NetEvent::Input {
-                session_id,
-                event,
-                origin,
-            } = ev
-            {
-                inj.submit(session_id, event, origin);
-            }
-        }
+        sightline_tests::route_input(&mut host.events, Some(&inj), None).await;
     });
     Setup {
         _xvfb: xvfb,

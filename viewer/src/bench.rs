@@ -224,32 +224,46 @@ impl Rng {
     }
 }
 
+/// Starts the WAN emulator in front of the host when `wan` asks for it and points `opts` at it.
+/// Keep the returned relay alive for the session.
+async fn start_wan(
+    opts: &mut ConnectOptions,
+    wan: Option<WanSpec>,
+) -> Result<Option<WanRelay>, BenchError> {
+    let Some(spec) = wan else { return Ok(None) };
+    let target = resolve(&opts.host).await?;
+    let relay = WanRelay::start(target, spec)
+        .await
+        .map_err(BenchError::Wan)?;
+    opts.via = Some(relay.addr());
+    Ok(Some(relay))
+}
+
+/// The probe-finding sink (forwarding pictures to `inner`), its hits and its gap meter.
+fn probe_sink(
+    inner: Option<Box<dyn FrameSink>>,
+) -> (Box<dyn FrameSink>, std_mpsc::Receiver<Hit>, Arc<AtomicU64>) {
+    let (tx, rx) = std_mpsc::channel();
+    let gap = Arc::new(AtomicU64::new(0));
+    let sink = ProbeSink {
+        last: 0,
+        tx,
+        prev_decoded_us: None,
+        longest_gap_us: gap.clone(),
+        inner,
+    };
+    (Box::new(sink), rx, gap)
+}
+
 /// Runs a bench against the host in `opts`.
 pub async fn run_bench(
     mut opts: ConnectOptions,
     b: BenchOptions,
 ) -> Result<BenchReport, BenchError> {
-    let _relay = match b.wan {
-        Some(spec) => {
-            let target = resolve(&opts.host).await?;
-            let relay = WanRelay::start(target, spec)
-                .await
-                .map_err(BenchError::Wan)?;
-            opts.via = Some(relay.addr());
-            Some(relay)
-        }
-        None => None,
-    };
-    let (tx, rx) = std_mpsc::channel();
-    let gap = Arc::new(AtomicU64::new(0));
+    let _relay = start_wan(&mut opts, b.wan).await?;
+    let (sink, rx, gap) = probe_sink(None);
     let media = Media {
-        video: Some(Box::new(ProbeSink {
-            last: 0,
-            tx,
-            prev_decoded_us: None,
-            longest_gap_us: gap.clone(),
-            inner: None,
-        })),
+        video: Some(sink),
         ..Media::default()
     };
     let clock = media.clock.clone();
@@ -504,38 +518,18 @@ pub fn run_bench_windowed(
             .name("sightline-bench".into())
             .spawn(move || -> Result<BenchReport, BenchError> {
                 rt.block_on(async move {
-                    let _relay = match b.wan {
-                        Some(spec) => {
-                            let target = match resolve(&opts.host).await {
-                                Ok(t) => t,
-                                Err(e) => {
-                                    let _ = ready_tx.send(Err(e.into()));
-                                    return Err(BenchError::NoVideo(Duration::ZERO));
-                                }
-                            };
-                            let relay = WanRelay::start(target, spec)
-                                .await
-                                .map_err(BenchError::Wan)?;
-                            opts.via = Some(relay.addr());
-                            Some(relay)
+                    let _relay = match start_wan(&mut opts, b.wan).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return Err(BenchError::NoVideo(Duration::ZERO));
                         }
-                        None => None,
                     };
-                    let (tx, rx) = std_mpsc::channel();
-                    let gap = Arc::new(AtomicU64::new(0));
                     let pending: PendingTimes = Arc::default();
+                    let window_sink = WindowSink::new(shared.clone(), proxy.clone(), pending);
+                    let (sink, rx, gap) = probe_sink(Some(Box::new(window_sink)));
                     let media = Media {
-                        video: Some(Box::new(ProbeSink {
-                            last: 0,
-                            tx,
-                            prev_decoded_us: None,
-                            longest_gap_us: gap.clone(),
-                            inner: Some(Box::new(WindowSink::new(
-                                shared.clone(),
-                                proxy.clone(),
-                                pending,
-                            ))),
-                        })),
+                        video: Some(sink),
                         ..Media::default()
                     };
                     let clock = media.clock.clone();
