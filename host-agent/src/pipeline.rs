@@ -533,8 +533,11 @@ mod tests {
     fn probe_marked_while_idle_shows_on_the_first_frame() {
         let (feed, _) = start_synthetic();
         feed.mark_probe(99, 12_345);
-        // Give the idle thread time to take it without any viewer.
-        std::thread::sleep(Duration::from_millis(50));
+        // The idle thread takes it without any viewer (wait for that, up to a deadline).
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while feed.control.probe_slot().is_some() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         assert_eq!(
             *feed.control.probe_slot(),
             None,

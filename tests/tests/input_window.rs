@@ -48,8 +48,9 @@ fn user(display: &str, seen: &std_mpsc::Receiver<Seen>) -> Result<Vec<Seen>, Str
         }
         fake(6, 0, target.0 - 3, target.1)?;
         fake(6, 0, target.0, target.1)?;
-        std::thread::sleep(Duration::from_millis(200));
-        while let Ok(s) = seen.try_recv() {
+        // Collect what the host saw of this wiggle (events, up to 200 ms for them).
+        let wiggle_end = Instant::now() + Duration::from_millis(200);
+        while let Ok(s) = seen.recv_timeout(wiggle_end.saturating_duration_since(Instant::now())) {
             got.push(s);
         }
         // Pointer positions are only sent once the picture (and so the scaling) is known.

@@ -150,7 +150,16 @@ impl FrameSink for ProbeSink {
             self.longest_gap_us
                 .fetch_max(f.decoded_us.saturating_sub(prev), Ordering::Relaxed);
         }
+        let first = self.prev_decoded_us.is_none();
         self.prev_decoded_us = Some(f.decoded_us);
+        if first {
+            // Id 0: "pictures are flowing" (no probe has id 0).
+            let _ = self.tx.send(Hit {
+                id: 0,
+                recv_low: 0,
+                times: FrameTimes::of(&f),
+            });
+        }
         if let Some((id, recv_low)) = probe::read(&f.y, f.y_stride, f.width, f.height) {
             if id != self.last {
                 self.last = id;
@@ -309,13 +318,11 @@ fn measure(
         }),
         ..BenchReport::default()
     };
-    // Wait for pictures and a clock estimate.
-    let ready_by = Instant::now() + Duration::from_secs(10);
-    while current_clock(clock).is_none() || Instant::now() < ready_by - Duration::from_secs(9) {
-        if Instant::now() > ready_by {
-            return Err(BenchError::NoVideo(Duration::from_secs(10)));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    // Wait for the first picture (the clock estimate is in by then: pings start at connect;
+    // a probe answered before it would count as lost, not mis-measured).
+    let first_picture = Duration::from_secs(10);
+    if rx.recv_timeout(first_picture).is_err() {
+        return Err(BenchError::NoVideo(first_picture));
     }
     let mut rng = Rng(b.seed | 1);
     let started = Instant::now();

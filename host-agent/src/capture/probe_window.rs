@@ -98,15 +98,7 @@ impl ProbeWindow {
     /// Fails with [`CaptureError::Open`] naming the display when it cannot connect, and with
     /// [`CaptureError::Other`] when the root visual is not TrueColor.
     pub fn open(display: Option<&str>) -> Result<Self, CaptureError> {
-        let name = match display {
-            Some(d) => d.to_owned(),
-            None => std::env::var("DISPLAY").unwrap_or_else(|_| "$DISPLAY (unset)".to_owned()),
-        };
-        let (conn, screen_num) =
-            RustConnection::connect(display).map_err(|e| CaptureError::Open {
-                display: name.clone(),
-                detail: e.to_string(),
-            })?;
+        let (conn, screen_num, name) = super::x11::connect(display)?;
         let screen = conn.setup().roots.get(screen_num).ok_or_else(|| {
             CaptureError::Other(format!("display {name} has no screen {screen_num}"))
         })?;

@@ -102,6 +102,22 @@ impl fmt::Debug for X11Source {
     }
 }
 
+/// Connects to `display` (`None`: `$DISPLAY`): the connection, the default screen's index and
+/// the display's name for messages; [`CaptureError::Open`] naming the display on failure.
+pub(crate) fn connect(
+    display: Option<&str>,
+) -> Result<(RustConnection, usize, String), CaptureError> {
+    let name = match display {
+        Some(d) => d.to_owned(),
+        None => std::env::var("DISPLAY").unwrap_or_else(|_| "$DISPLAY (unset)".to_owned()),
+    };
+    let (conn, screen_num) = RustConnection::connect(display).map_err(|e| CaptureError::Open {
+        display: name.clone(),
+        detail: e.to_string(),
+    })?;
+    Ok((conn, screen_num, name))
+}
+
 impl X11Source {
     /// Connects to `display` (`None`: `$DISPLAY`) and prepares capture of its default screen.
     ///
@@ -109,15 +125,7 @@ impl X11Source {
     /// [`CaptureError::MissingExtension`] when DAMAGE or XFixes is missing. A missing or unusable
     /// MIT-SHM only logs a warning (plain `GetImage` is used).
     pub fn open(display: Option<&str>) -> Result<Self, CaptureError> {
-        let name = match display {
-            Some(d) => d.to_owned(),
-            None => std::env::var("DISPLAY").unwrap_or_else(|_| "$DISPLAY (unset)".to_owned()),
-        };
-        let (conn, screen_num) =
-            RustConnection::connect(display).map_err(|e| CaptureError::Open {
-                display: name.clone(),
-                detail: e.to_string(),
-            })?;
+        let (conn, screen_num, name) = connect(display)?;
         let setup = conn.setup();
         let screen = setup.roots.get(screen_num).ok_or_else(|| {
             CaptureError::Other(format!("display {name} has no screen {screen_num}"))

@@ -2,7 +2,7 @@
 //! each batch, and keeps latency figures (arrival at the host → injected).
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,8 @@ pub struct InjectStats {
 #[derive(Debug)]
 pub struct Injector {
     tx: Option<mpsc::Sender<InjectJob>>,
-    stats: Arc<Mutex<InjectStats>>,
+    /// The figures, and a condition signalled after every batch.
+    stats: Arc<(Mutex<InjectStats>, Condvar)>,
     kinds: InputKinds,
     thread: Option<JoinHandle<()>>,
 }
@@ -51,7 +52,7 @@ impl Injector {
     /// Starts the thread with `sink`.
     pub fn start(mut sink: Box<dyn InputSink>) -> std::io::Result<Injector> {
         let (tx, rx) = mpsc::channel::<InjectJob>();
-        let stats = Arc::new(Mutex::new(InjectStats::default()));
+        let stats = Arc::new((Mutex::new(InjectStats::default()), Condvar::new()));
         let kinds = sink.kinds();
         let st = stats.clone();
         let thread = std::thread::Builder::new()
@@ -90,7 +91,7 @@ impl Injector {
                         warn!("input flush failed: {e}");
                     }
                     let done = Instant::now();
-                    let mut s = st.lock().expect("inject stats");
+                    let mut s = st.0.lock().expect("inject stats");
                     s.injected += ok;
                     s.failed += failed;
                     s.safety_releases += releases;
@@ -101,6 +102,8 @@ impl Injector {
                         let us = done.duration_since(j.queued).as_micros();
                         s.inject_us.push(us.min(u32::MAX as u128) as u32);
                     }
+                    drop(s);
+                    st.1.notify_all();
                 }
                 debug!("injection thread ends; releasing everything");
                 let _ = sink.inject(&InputEvent::ReleaseAll);
@@ -133,22 +136,17 @@ impl Injector {
 
     /// A copy of the figures.
     pub fn stats(&self) -> InjectStats {
-        self.stats.lock().expect("inject stats").clone()
+        self.stats.0.lock().expect("inject stats").clone()
     }
 
     /// Waits until `n` events were handled (injected or failed), up to `timeout`.
     pub fn wait_for(&self, n: u64, timeout: Duration) -> bool {
-        let end = Instant::now() + timeout;
-        loop {
-            let s = self.stats();
-            if s.injected + s.failed >= n {
-                return true;
-            }
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let (lock, cond) = &*self.stats;
+        let guard = lock.lock().expect("inject stats");
+        let (guard, _) = cond
+            .wait_timeout_while(guard, timeout, |s| s.injected + s.failed < n)
+            .expect("inject stats");
+        guard.injected + guard.failed >= n
     }
 }
 
