@@ -38,6 +38,7 @@ fn decoded(w: u32, h: u32) -> DecodedFrame {
     DecodedFrame {
         width: p.width,
         height: p.height,
+        format: sightline_viewer::frame::PictureFormat::I420,
         y: p.y.clone(),
         u: p.u.clone(),
         v: p.v.clone(),

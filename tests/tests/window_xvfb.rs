@@ -61,6 +61,7 @@ fn bars_frame(w: u32, h: u32, number: u32) -> DecodedFrame {
     DecodedFrame {
         width: w,
         height: h,
+        format: sightline_viewer::frame::PictureFormat::I420,
         y: y_row.repeat(h as usize),
         u: u_row.repeat(ch as usize),
         v: v_row.repeat(ch as usize),

@@ -1019,6 +1019,7 @@ mod tests {
         DecodedFrame {
             width: w,
             height: h,
+            format: crate::frame::PictureFormat::I420,
             y: vec![16; w as usize * h as usize],
             u: vec![128; cw * ch],
             v: vec![128; cw * ch],

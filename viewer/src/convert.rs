@@ -48,6 +48,10 @@ pub fn i420_to_bgrx(frame: &DecodedFrame, dst: &mut [u8]) {
 
 /// Shared driver; `BGR` picks the output byte order.
 fn convert<const BGR: bool>(frame: &DecodedFrame, dst: &mut [u8]) {
+    // Only 8-bit 4:2:0 is converted here; other formats have their own paths.
+    if frame.format != crate::frame::PictureFormat::I420 {
+        return;
+    }
     let Some(geometry) = Geometry::check(frame, dst) else {
         return;
     };
@@ -288,6 +292,7 @@ mod tests {
         DecodedFrame {
             width: w,
             height: h,
+            format: crate::frame::PictureFormat::I420,
             y: plane(y_stride * h as usize),
             u: plane(uv_stride * ch),
             v: plane(uv_stride * ch),

@@ -106,6 +106,7 @@ impl DecodeThread {
                             sink.frame(DecodedFrame {
                                 width: w as u32,
                                 height: h as u32,
+                                format: crate::frame::PictureFormat::I420,
                                 y,
                                 u,
                                 v,

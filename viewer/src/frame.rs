@@ -6,16 +6,70 @@ use std::time::Instant;
 
 use sightline_protocol::msg::{ColourMatrix, ColourRange, HostStageTimes};
 
-/// A decoded 8-bit 4:2:0 picture with its timing.
+/// Sample layout of a decoded picture's planes.
+///
+/// 8-bit formats store one byte per sample. 10-bit formats store each sample as a little-endian
+/// `u16` holding the value in its low 10 bits (FFmpeg's `yuv420p10le` / `yuv444p10le`), so a
+/// plane's bytes are twice its samples and strides are in bytes either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PictureFormat {
+    /// 8-bit 4:2:0 (chroma half width, half height, rounded up).
+    #[default]
+    I420,
+    /// 8-bit 4:4:4 (chroma full size).
+    I444,
+    /// 10-bit 4:2:0 in little-endian `u16` samples.
+    I420P10,
+    /// 10-bit 4:4:4 in little-endian `u16` samples.
+    I444P10,
+}
+
+impl PictureFormat {
+    /// Bits per sample.
+    pub fn bit_depth(self) -> u8 {
+        match self {
+            PictureFormat::I420 | PictureFormat::I444 => 8,
+            PictureFormat::I420P10 | PictureFormat::I444P10 => 10,
+        }
+    }
+
+    /// Bytes per stored sample (1 or 2).
+    pub fn bytes_per_sample(self) -> usize {
+        if self.bit_depth() > 8 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Whether chroma is subsampled 2×2.
+    pub fn is_420(self) -> bool {
+        matches!(self, PictureFormat::I420 | PictureFormat::I420P10)
+    }
+
+    /// Chroma plane size in samples for a `width`×`height` picture.
+    pub fn chroma_size(self, width: u32, height: u32) -> (u32, u32) {
+        if self.is_420() {
+            (width.div_ceil(2), height.div_ceil(2))
+        } else {
+            (width, height)
+        }
+    }
+}
+
+/// A decoded picture with its timing. `format` says how the planes are laid out; most of the
+/// pipeline sees 8-bit 4:2:0 ([`PictureFormat::I420`]).
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Sample layout of `y`, `u` and `v`.
+    pub format: PictureFormat,
     /// Luma plane.
     pub y: Vec<u8>,
-    /// Cb plane (half width, half height, rounded up).
+    /// Cb plane (see [`PictureFormat::chroma_size`]).
     pub u: Vec<u8>,
     /// Cr plane.
     pub v: Vec<u8>,
