@@ -28,6 +28,7 @@ fn fragment() -> Message {
             encode_end: HostMicros(4),
             send: HostMicros(5),
         }),
+        damage: None,
         payload: vec![0xAB; 1150],
     })
 }

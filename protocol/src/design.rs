@@ -105,6 +105,18 @@
 //! session that falls behind skips frames (and gets a keyframe) rather than building a queue.
 //! Nothing is captured or encoded while the screen is still (DAMAGE on X11).
 //!
+//! ## Damage
+//!
+//! Each frame may say which rectangles of the decoded picture changed since the previous frame
+//! (at most [`crate::damage::MAX_DAMAGE_RECTS`], carried by fragment 0 and the parity fragments
+//! behind a flag bit), so a viewer presenting from the CPU repaints only those. It is sent only
+//! to viewers that offered the [`crate::damage::EXT_DAMAGE_RECTS`] hello extension (older
+//! viewers refuse unknown fragment flags). The list describes the *decoded* picture: the host
+//! grows captured damage to the codec's block grid with a margin and keeps recently changed
+//! areas listed while the encoder refines them; keyframes and unknown damage carry no list, and
+//! the viewer repaints everything then, after any gap in frame numbers, and periodically. See
+//! [`crate::damage`].
+//!
 //! ## Malformed input
 //!
 //! Any message that does not decode, or arrives on the wrong channel or in the wrong state,

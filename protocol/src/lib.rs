@@ -41,6 +41,7 @@
 
 pub mod coding;
 pub mod colour;
+pub mod damage;
 pub mod design;
 pub mod input;
 pub mod msg;

@@ -277,6 +277,7 @@ fn gen_message(r: &mut SplitMix64) -> Message {
                     encode_end: HostMicros(r.next_u64()),
                     send: HostMicros(r.next_u64()),
                 }),
+                damage: None,
                 payload: r.bytes(len),
             })
         }

@@ -267,6 +267,20 @@ fn fragment_count() -> impl Strategy<Value = u16> {
     ]
 }
 
+fn damage_list() -> impl Strategy<Value = Vec<sightline_protocol::damage::DamageRect>> {
+    let rect = (0u16..16384, 0u16..16384).prop_flat_map(|(x, y)| {
+        (Just(x), Just(y), 1..=16384 - x, 1..=16384 - y).prop_map(|(x, y, width, height)| {
+            sightline_protocol::damage::DamageRect {
+                x,
+                y,
+                width,
+                height,
+            }
+        })
+    });
+    vec(rect, 0..=sightline_protocol::damage::MAX_DAMAGE_RECTS)
+}
+
 fn video_fragment() -> impl Strategy<Value = VideoFragment> {
     let payload = prop_oneof![
         10 => vec(any::<u8>(), 0..256),
@@ -279,6 +293,7 @@ fn video_fragment() -> impl Strategy<Value = VideoFragment> {
         fragment_count().prop_flat_map(|count| (0..count, Just(count), 1..=count)),
         any::<u32>(),
         proptest::option::of(host_stage_times()),
+        proptest::option::of(damage_list()),
         payload,
     )
         .prop_map(
@@ -289,6 +304,7 @@ fn video_fragment() -> impl Strategy<Value = VideoFragment> {
                 (fragment_index, fragment_count, data_fragments),
                 au_len,
                 times,
+                damage,
                 payload,
             )| {
                 VideoFragment {
@@ -300,6 +316,7 @@ fn video_fragment() -> impl Strategy<Value = VideoFragment> {
                     data_fragments,
                     au_len,
                     times,
+                    damage,
                     payload,
                 }
             },
@@ -724,6 +741,7 @@ fn examples() -> Vec<Message> {
                 encode_end: HostMicros(4),
                 send: HostMicros(5),
             }),
+            damage: None,
             payload: vec![0xAB; 40],
         }),
         Message::Video(VideoFragment {
@@ -735,6 +753,7 @@ fn examples() -> Vec<Message> {
             data_fragments: 1,
             au_len: 1000,
             times: None,
+            damage: None,
             payload: vec![0xCD; 7],
         }),
         Message::CursorShape(CursorShape {
@@ -890,6 +909,7 @@ fn long_stream_through_one_reader() {
                     data_fragments: 1,
                     au_len: 1000,
                     times: None,
+                    damage: None,
                     payload: (0..(i as usize * 37) % 4000)
                         .map(|b| (b ^ i as usize) as u8)
                         .collect(),
@@ -1300,6 +1320,7 @@ fn payload_limits() {
         data_fragments: 1,
         au_len: 1000,
         times: None,
+        damage: None,
         payload: vec![0x5A; u16::MAX as usize],
     });
     assert_eq!(Message::from_bytes(&big.to_bytes()), Ok(big));
@@ -1316,11 +1337,40 @@ fn fragment_rules() {
         data_fragments: 1,
         au_len: 1000,
         times: None,
+        damage: None,
         payload: vec![],
     });
     // tag(1) + stream(1) + frame(4): flags at 6, index at 7..9, count at 9..11.
-    for flags in [4u8, 8, 0x80, 0xFF] {
+    for flags in [8u8, 0x10, 0x80, 0xFF] {
         expect_invalid(&patched(&m, 6, flags), "fragment flags");
+    }
+    // Flag 4 announces a damage list (after the fixed header at 17): a count over the limit,
+    // an empty rectangle or one past 16384 is refused.
+    let with_damage = |list: &[u8]| {
+        let mut b = patched(&m, 6, 4);
+        b.splice(17..17, list.iter().copied());
+        b
+    };
+    expect_too_large(
+        &with_damage(&[9]),
+        "damage rect list",
+        9,
+        sightline_protocol::damage::MAX_DAMAGE_RECTS,
+    );
+    expect_invalid(&with_damage(&[1, 0, 0, 0, 0, 0, 0, 1, 0]), "damage rect");
+    expect_invalid(&with_damage(&[1, 0, 0x40, 0, 0, 1, 0, 1, 0]), "damage rect");
+    let ok = Message::from_bytes(&with_damage(&[1, 1, 0, 2, 0, 3, 0, 4, 0])).expect("valid list");
+    match ok {
+        Message::Video(f) => assert_eq!(
+            f.damage,
+            Some(vec![sightline_protocol::damage::DamageRect {
+                x: 1,
+                y: 2,
+                width: 3,
+                height: 4
+            }])
+        ),
+        other => panic!("{other:?}"),
     }
     let with = |index: u16, count: u16| {
         let mut b = m.to_bytes();

@@ -69,6 +69,7 @@ fn video(frame: u32) -> VideoFragment {
         data_fragments: 1,
         au_len: 100,
         times: None,
+        damage: None,
         payload: vec![frame as u8; 100],
     }
 }
@@ -734,4 +735,75 @@ fn datagram_loss_drops_roughly_its_share() {
     assert!(viewer_closed(&pair).is_empty());
     // Reliable streams were retransmitted, never lost: pongs still arrive.
     assert!(pair.viewer.clock_estimate().unwrap().samples > 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 11. Damage lists (hello extension)
+// ---------------------------------------------------------------------------------------------
+
+fn damaged(frame: u32) -> VideoFragment {
+    VideoFragment {
+        damage: Some(vec![sightline_protocol::damage::DamageRect {
+            x: 16,
+            y: 32,
+            width: 480,
+            height: 240,
+        }]),
+        ..video(frame)
+    }
+}
+
+#[test]
+fn damage_lists_reach_a_viewer_that_offered_the_extension() {
+    use sightline_protocol::damage::EXT_DAMAGE_RECTS;
+    let mut pair = connected_pair(PairConfig::default());
+    assert!(pair.host.damage_rects());
+    let welcome = pair.viewer.welcome().expect("established");
+    assert!(welcome.extensions.iter().any(|e| e.id == EXT_DAMAGE_RECTS));
+    pair.host.send_video(damaged(1));
+    pair.run_for(ms(50));
+    let got: Vec<_> = pair
+        .viewer_events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            ViewerEvent::Video(v) => Some(v.damage.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![damaged(1).damage]);
+}
+
+#[test]
+fn an_older_viewer_never_gets_a_damage_list() {
+    use sightline_protocol::coding::Decode;
+    use sightline_protocol::msg::Hello;
+    let now = Instant::now();
+    let mut host = HostSession::new(HostConfig::default(), now, WireClock::new(now, 0));
+    // A hello without the extension, as a viewer from before damage lists sends it.
+    let hello = Message::Control(Control::Hello(Hello {
+        min_version: 1,
+        max_version: 2,
+        name: "old viewer".into(),
+        capabilities: Capabilities::ALL,
+        extensions: Vec::new(),
+    }));
+    host.handle_stream(now, Channel::Control, &framed(&hello));
+    assert!(host.is_established());
+    assert!(!host.damage_rects());
+    host.send_video(damaged(1));
+    let mut fragments = 0;
+    while let Some(t) = host.poll_transmit(now) {
+        if t.channel == Channel::Datagram {
+            match Message::from_bytes(&t.bytes) {
+                Ok(Message::Video(f)) => {
+                    assert_eq!(f.damage, None, "the list is stripped");
+                    // The flag byte carries no damage bit an older viewer would refuse.
+                    assert_eq!(t.bytes[6] & 4, 0);
+                    fragments += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(fragments, 1);
 }

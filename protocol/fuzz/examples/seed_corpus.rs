@@ -122,6 +122,7 @@ fn messages() -> Vec<(&'static str, Message)> {
                     encode_end: HostMicros(4),
                     send: HostMicros(5),
                 }),
+                damage: None,
                 payload: vec![0, 0, 0, 1, 0x40, 0x01],
             }),
         ),

@@ -1,6 +1,7 @@
 //! Video access-unit fragments (datagrams).
 
 use crate::coding::{Decode, DecodeError, Encode, Reader, WriteExt};
+use crate::damage::{self, DamageRect, MAX_DAMAGE_RECTS};
 use crate::time::HostMicros;
 
 /// Largest fragment payload accepted (a datagram is far smaller; this bounds stream use too).
@@ -52,6 +53,9 @@ impl Decode for HostStageTimes {
 
 const FLAG_KEYFRAME: u8 = 1;
 const FLAG_TIMES: u8 = 2;
+/// The fragment carries a damage list ([`crate::damage`]); only sent to a viewer that offered
+/// [`crate::damage::EXT_DAMAGE_RECTS`].
+const FLAG_DAMAGE: u8 = 4;
 
 /// One fragment of an encoded access unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +77,10 @@ pub struct VideoFragment {
     pub au_len: u32,
     /// Host stage times; carried by fragment 0 (others may omit them).
     pub times: Option<HostStageTimes>,
+    /// What changed since the previous frame, carried like `times` (fragment 0 and parity);
+    /// `None`: unknown, or not carried by this fragment. See [`crate::damage`] for the contract.
+    /// A list longer than [`MAX_DAMAGE_RECTS`] is not sent at all (unknown).
+    pub damage: Option<Vec<DamageRect>>,
     /// Bytes of the access unit.
     pub payload: Vec<u8>,
 }
@@ -88,6 +96,13 @@ impl Encode for VideoFragment {
         if self.times.is_some() {
             flags |= FLAG_TIMES;
         }
+        let damage = self
+            .damage
+            .as_deref()
+            .filter(|d| d.len() <= MAX_DAMAGE_RECTS);
+        if damage.is_some() {
+            flags |= FLAG_DAMAGE;
+        }
         out.put_u8(flags);
         out.put_u16(self.fragment_index);
         out.put_u16(self.fragment_count);
@@ -95,6 +110,9 @@ impl Encode for VideoFragment {
         out.put_u32(self.au_len);
         if let Some(t) = &self.times {
             t.encode(out);
+        }
+        if let Some(d) = damage {
+            damage::encode(d, out);
         }
         out.put_bytes_u16(&self.payload[..self.payload.len().min(MAX_FRAGMENT_PAYLOAD - 1)]);
     }
@@ -105,7 +123,7 @@ impl Decode for VideoFragment {
         let stream_id = r.u8("stream id")?;
         let frame = r.u32("frame number")?;
         let flags = r.u8("fragment flags")?;
-        if flags & !(FLAG_KEYFRAME | FLAG_TIMES) != 0 {
+        if flags & !(FLAG_KEYFRAME | FLAG_TIMES | FLAG_DAMAGE) != 0 {
             return Err(DecodeError::Invalid {
                 what: "fragment flags",
                 detail: "unknown flag bits",
@@ -133,6 +151,11 @@ impl Decode for VideoFragment {
         } else {
             None
         };
+        let damage = if flags & FLAG_DAMAGE != 0 {
+            Some(damage::decode(r)?)
+        } else {
+            None
+        };
         let payload = r
             .bytes_u16("fragment payload", MAX_FRAGMENT_PAYLOAD)?
             .to_vec();
@@ -145,6 +168,7 @@ impl Decode for VideoFragment {
             data_fragments,
             au_len,
             times,
+            damage,
             payload,
         })
     }

@@ -9,9 +9,9 @@ use crate::coding::{
 };
 use crate::input::HeldInput;
 use crate::msg::{
-    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
-    InputEvent, InputMessage, InvalidateReferences, KeyframeRequest, Message, Pong, StatsReport,
-    StreamConfig, VideoFragment, Welcome,
+    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Extension, Goodbye,
+    GoodbyeReason, Hello, InputEvent, InputMessage, InvalidateReferences, KeyframeRequest, Message,
+    Pong, StatsReport, StreamConfig, VideoFragment, Welcome,
 };
 use crate::session::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::time::WireClock;
@@ -158,6 +158,8 @@ pub struct HostSession {
     last_heard: Instant,
     last_input_seq: u64,
     counters: HostCounters,
+    /// The viewer offered [`crate::damage::EXT_DAMAGE_RECTS`]: video fragments may carry damage.
+    damage_rects: bool,
 }
 
 impl HostSession {
@@ -176,6 +178,7 @@ impl HostSession {
             last_heard: now,
             last_input_seq: 0,
             counters: HostCounters::default(),
+            damage_rects: false,
         }
     }
 
@@ -312,8 +315,18 @@ impl HostSession {
         self.queue_checked(Message::CursorShape(shape))
     }
     /// Sends a video fragment as a datagram.
-    pub fn send_video(&mut self, frag: VideoFragment) {
+    /// A damage list is stripped unless the viewer negotiated [`HostSession::damage_rects`].
+    pub fn send_video(&mut self, mut frag: VideoFragment) {
+        if !self.damage_rects {
+            frag.damage = None;
+        }
         self.queue_datagram(Message::Video(frag));
+    }
+
+    /// Whether the viewer takes damage lists in video fragments (it offered
+    /// [`crate::damage::EXT_DAMAGE_RECTS`] and the welcome echoed it).
+    pub fn damage_rects(&self) -> bool {
+        self.damage_rects
     }
     /// Sends an audio packet as a datagram.
     pub fn send_audio(&mut self, pkt: AudioPacket) {
@@ -462,6 +475,19 @@ impl HostSession {
             return;
         }
         let capabilities = self.cfg.capabilities.intersection(&h.capabilities);
+        // Extensions this host understands are echoed; unknown ones are ignored.
+        self.damage_rects = h
+            .extensions
+            .iter()
+            .any(|e| e.id == crate::damage::EXT_DAMAGE_RECTS);
+        let extensions = if self.damage_rects {
+            vec![Extension {
+                id: crate::damage::EXT_DAMAGE_RECTS,
+                body: Vec::new(),
+            }]
+        } else {
+            Vec::new()
+        };
         self.pending
             .push_back(Pending::Control(Message::Control(Control::Welcome(
                 Welcome {
@@ -469,7 +495,7 @@ impl HostSession {
                     session_id: self.cfg.session_id,
                     host_name: self.cfg.host_name.clone(),
                     capabilities,
-                    extensions: Vec::new(),
+                    extensions,
                 },
             ))));
         self.state = State::Established { capabilities };

@@ -143,7 +143,11 @@ impl ViewerSession {
             max_version: cfg.max_version,
             name: cfg.name.clone(),
             capabilities: cfg.capabilities,
-            extensions: Vec::new(),
+            // The viewer understands damage lists in video fragments.
+            extensions: vec![crate::msg::Extension {
+                id: crate::damage::EXT_DAMAGE_RECTS,
+                body: Vec::new(),
+            }],
         }))));
         ViewerSession {
             control_rx: FrameReader::new(cfg.max_message_len),

@@ -6,7 +6,7 @@
 mod packetize;
 mod reassemble;
 
-pub use packetize::{packetize, FecConfig, PacketizeError};
+pub use packetize::{packetize, packetize_with_damage, FecConfig, PacketizeError};
 pub use reassemble::{
     AccessUnit, Reassembler, ReassemblerConfig, ReassemblyEvent, ReassemblyStats,
 };
@@ -16,6 +16,7 @@ pub fn frame_newer(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
-/// Bytes a fragment adds around its payload when it carries stage times (the worst case), so
-/// callers can size payloads from the transport's datagram limit.
+/// Bytes a fragment adds around its payload when it carries stage times (the worst case without
+/// a damage list), so callers can size payloads from the transport's datagram limit.
+/// [`packetize_with_damage`] takes a damage list's bytes off the payload itself.
 pub const FRAGMENT_OVERHEAD: usize = 1 /* message tag */ + 1 + 4 + 1 + 2 + 2 + 2 + 4 + 40 + 2;

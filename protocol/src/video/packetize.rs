@@ -1,5 +1,6 @@
 //! Host side: one access unit → data fragments + parity fragments.
 
+use crate::damage::{self, DamageRect, MAX_DAMAGE_RECTS};
 use crate::msg::{HostStageTimes, VideoFragment, MAX_FRAGMENTS};
 
 /// Forward error correction settings.
@@ -54,6 +55,36 @@ pub fn packetize(
     max_payload: usize,
     fec: FecConfig,
 ) -> Result<Vec<VideoFragment>, PacketizeError> {
+    packetize_with_damage(
+        stream_id,
+        frame,
+        keyframe,
+        times,
+        None,
+        data,
+        max_payload,
+        fec,
+    )
+}
+
+/// [`packetize`] with a damage list ([`crate::damage`]) carried beside the times by fragment 0
+/// and every parity fragment. `max_payload` is the budget without damage (the transport's
+/// datagram size minus [`super::FRAGMENT_OVERHEAD`]); the list's bytes are taken off every
+/// fragment's payload, so fragments that carry it still fit. A list longer than
+/// [`MAX_DAMAGE_RECTS`] is not sent (the viewer then repaints everything).
+#[allow(clippy::too_many_arguments)]
+pub fn packetize_with_damage(
+    stream_id: u8,
+    frame: u32,
+    keyframe: bool,
+    times: HostStageTimes,
+    damage: Option<&[DamageRect]>,
+    data: &[u8],
+    max_payload: usize,
+    fec: FecConfig,
+) -> Result<Vec<VideoFragment>, PacketizeError> {
+    let damage = damage.filter(|d| d.len() <= MAX_DAMAGE_RECTS);
+    let max_payload = max_payload.saturating_sub(damage.map_or(0, damage::encoded_len));
     // Reed–Solomon shards must have an even size.
     let shard = max_payload & !1;
     if shard < 16 {
@@ -82,6 +113,7 @@ pub fn packetize(
         data_fragments: k as u16,
         au_len: data.len() as u32,
         times: with_times.then_some(times),
+        damage: damage.filter(|_| with_times).map(<[DamageRect]>::to_vec),
         payload,
     };
     for i in 0..k {

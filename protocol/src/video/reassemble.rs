@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::frame_newer;
+use crate::damage::DamageRect;
 use crate::msg::{HostStageTimes, VideoFragment};
 
 /// Reassembly settings.
@@ -50,6 +51,9 @@ pub struct AccessUnit {
     pub data: Vec<u8>,
     /// Host stage times, when a fragment carrying them arrived or was recovered.
     pub times: Option<HostStageTimes>,
+    /// What changed since the previous frame, when a fragment carrying the list arrived
+    /// (`None`: unknown — repaint everything; see [`crate::damage`]).
+    pub damage: Option<Vec<DamageRect>>,
     /// Viewer clock when the first fragment arrived (µs).
     pub first_packet_us: u64,
     /// Viewer clock when the frame became complete (µs).
@@ -97,6 +101,7 @@ struct Partial {
     data_count: u16,
     au_len: u32,
     times: Option<HostStageTimes>,
+    damage: Option<Vec<DamageRect>>,
     first_packet_us: u64,
     fragments: Vec<Option<Vec<u8>>>,
     received: u16,
@@ -150,6 +155,7 @@ impl Reassembler {
             data_count: f.data_fragments,
             au_len: f.au_len,
             times: None,
+            damage: None,
             first_packet_us: now_us,
             fragments: vec![None; f.fragment_count as usize],
             received: 0,
@@ -167,6 +173,9 @@ impl Reassembler {
         p.received += 1;
         if p.times.is_none() {
             p.times = f.times;
+        }
+        if p.damage.is_none() {
+            p.damage = f.damage;
         }
         if p.received >= p.data_count {
             let frame = f.frame;
@@ -302,6 +311,7 @@ fn assemble(p: Partial, frame: u32, now_us: u64) -> Option<AccessUnit> {
         keyframe: p.keyframe,
         data,
         times: p.times,
+        damage: p.damage,
         first_packet_us: p.first_packet_us,
         complete_us: now_us,
         recovered_fragments,
@@ -433,5 +443,58 @@ mod tests {
         assert!(r.push(0, liar).is_empty());
         assert!(r.push(0, first).is_empty(), "duplicate ignored");
         assert_eq!(r.stats().ignored_fragments, 2);
+    }
+
+    #[test]
+    fn damage_rides_fragment_zero_and_parity_and_still_fits() {
+        use crate::coding::Encode;
+        use crate::damage::DamageRect;
+        use crate::video::{packetize_with_damage, FRAGMENT_OVERHEAD};
+        let damage = vec![
+            DamageRect {
+                x: 10,
+                y: 20,
+                width: 480,
+                height: 240,
+            };
+            crate::damage::MAX_DAMAGE_RECTS
+        ];
+        let datagram = 1200;
+        let data = au(20_000, 9);
+        let fs = packetize_with_damage(
+            0,
+            11,
+            false,
+            HostStageTimes::default(),
+            Some(&damage),
+            &data,
+            datagram - FRAGMENT_OVERHEAD,
+            FecConfig::default(),
+        )
+        .unwrap();
+        let k = fs[0].data_fragments as usize;
+        for (i, f) in fs.iter().enumerate() {
+            assert_eq!(f.damage.is_some(), i == 0 || i >= k, "fragment {i}");
+            let mut wire = Vec::new();
+            crate::msg::Message::Video(f.clone()).encode(&mut wire);
+            assert!(wire.len() <= datagram, "fragment {i}: {} bytes", wire.len());
+        }
+        // Fragment 0 lost: the list still arrives with a parity fragment.
+        let mut r = Reassembler::new(ReassemblerConfig::default());
+        let events: Vec<_> = fs.into_iter().skip(1).flat_map(|f| r.push(0, f)).collect();
+        match events.as_slice() {
+            [ReassemblyEvent::Complete(a)] => {
+                assert_eq!(a.data, data);
+                assert_eq!(a.damage.as_deref(), Some(&damage[..]));
+            }
+            e => panic!("{e:?}"),
+        }
+        // Without a list the unit's damage is unknown.
+        let mut r = Reassembler::new(ReassemblerConfig::default());
+        let events: Vec<_> = frags(12, &data, FecConfig::default())
+            .into_iter()
+            .flat_map(|f| r.push(0, f))
+            .collect();
+        assert!(matches!(&events[..], [ReassemblyEvent::Complete(a)] if a.damage.is_none()));
     }
 }
