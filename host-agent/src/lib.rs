@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod config;
 pub mod convert;
+pub mod damage;
 pub mod encode;
 pub mod inject;
 pub mod net;

@@ -22,7 +22,7 @@ use sightline_protocol::transport::{
     crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
 };
-use sightline_protocol::video::{packetize, FecConfig, FRAGMENT_OVERHEAD};
+use sightline_protocol::video::{packetize_with_damage, FecConfig, FRAGMENT_OVERHEAD};
 use sightline_protocol::{Channel, ALPN};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -618,11 +618,14 @@ impl SessionCtx {
         let payload = max.saturating_sub(FRAGMENT_OVERHEAD);
         let mut times = unit.times;
         times.send = HostMicros(self.cfg.clock.micros(Instant::now()));
-        match packetize(
+        // Damage lists only for a viewer that negotiated them (others refuse the flag).
+        let damage = unit.damage.as_deref().filter(|_| session.damage_rects());
+        match packetize_with_damage(
             unit.config.stream_id,
             unit.frame,
             unit.keyframe,
             times,
+            damage,
             &unit.data,
             payload,
             self.cfg.fec,

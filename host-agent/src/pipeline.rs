@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::capture::{CaptureOutcome, CapturedFrame, CursorImage, CursorState, FrameSource};
 use crate::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
+use crate::damage::DamageTracker;
 use crate::encode::{EncoderSettings, VideoEncoder};
 
 /// One encoded frame, shared by every session.
@@ -48,6 +49,9 @@ pub struct EncodedUnit {
     pub config: StreamConfig,
     /// Source sequence number (synthetic: the counter drawn in the picture).
     pub source_sequence: u64,
+    /// Where the source changed since the previous frame (`None`: unknown); see
+    /// [`crate::damage`].
+    pub damage: Option<Vec<sightline_protocol::damage::DamageRect>>,
 }
 
 /// Video settings.
@@ -246,6 +250,7 @@ pub fn start(
             let mut frame = CapturedFrame::new();
             let mut picture = I420::new(2, 2);
             let mut encoder: Option<Box<dyn VideoEncoder>> = None;
+            let mut damage = DamageTracker::new(sightline_protocol::msg::VideoCodec::H264, 0, 0);
             let mut bitrate = settings.encoder.bitrate_bps;
             let mut frame_number: u32 = 0;
             let mut cursor_image: Option<Arc<CursorImage>> = None;
@@ -333,6 +338,7 @@ pub fn start(
                                 "encoder ready"
                             );
                             let _ = config_tx.send(Some(cfg));
+                            damage = DamageTracker::new(caps.codec, cfg.width, cfg.height);
                             encoder = Some(e);
                             picture = I420::new(w, h);
                             // The whole picture must be converted for the first frame.
@@ -361,6 +367,7 @@ pub fn start(
                     }
                 }
                 let convert_end = Instant::now();
+                damage.captured(if size_changed { &[] } else { &frame.damage });
                 let force = control.keyframe.swap(false, Ordering::SeqCst);
                 let out = match enc.encode(&picture, force) {
                     Ok(Some(out)) => out,
@@ -389,6 +396,7 @@ pub fn start(
                     },
                     config: cfg,
                     source_sequence: frame.sequence,
+                    damage: damage.encoded(out.keyframe),
                     data: out.data,
                 };
                 if let Some(w) = record.as_mut() {

@@ -16,19 +16,19 @@
 //! count above [`MAX_DAMAGE_RECTS`], an empty rectangle or one reaching past
 //! [`MAX_DIMENSION`](crate::msg::MAX_DIMENSION) is a decode error.
 //!
-//! # Meaning (the contract both sides keep)
+//! # Meaning
 //!
-//! * With a list, every decoded pixel outside the rectangles equals the previous frame's
-//!   (frame number − 1). The host guarantees this for the *decoded* picture, not only the
-//!   captured one: it grows the captured damage to the encoder's block grid plus a margin for
-//!   the deblocking filter and keeps recently changed areas in the list for a few frames, because
-//!   an encoder keeps refining them (see the host's `damage` module).
-//! * No list (`None`) means unknown: the viewer repaints the whole picture. Keyframes, frames
-//!   after a size change, frames whose captured damage is unknown and frames where the list
-//!   would cover most of the picture carry none.
-//! * The viewer repaints everything as well when frame numbers skip (a frame it never presented,
-//!   whatever the reason: loss, latest-wins, a lagging session), on a keyframe, and periodically
-//!   as a safety net.
+//! * With a list: the host's *source* changed only inside these rectangles since the previous
+//!   encoded frame (frame number − 1), aligned to the codec's block grid. That is exact for
+//!   lossless content, but a lossy encoder also changes decoded pixels elsewhere (it refines
+//!   areas it coded coarsely before, filters across block edges, re-spends bits on static
+//!   content — measured in the host's `damage` module). So a viewer must not take "outside the
+//!   list" to mean "unchanged" for codec frames: Sightline's viewer compares each decoded
+//!   picture with the one on screen and uses the list only to skip comparing where change is
+//!   certain.
+//! * No list (`None`): unknown. Keyframes, the first frame after a size change, frames whose
+//!   captured damage is unknown and frames where the list would cover most of the picture
+//!   carry none.
 
 use crate::coding::{DecodeError, Reader, WriteExt};
 use crate::msg::MAX_DIMENSION;

@@ -107,15 +107,14 @@
 //!
 //! ## Damage
 //!
-//! Each frame may say which rectangles of the decoded picture changed since the previous frame
-//! (at most [`crate::damage::MAX_DAMAGE_RECTS`], carried by fragment 0 and the parity fragments
-//! behind a flag bit), so a viewer presenting from the CPU repaints only those. It is sent only
-//! to viewers that offered the [`crate::damage::EXT_DAMAGE_RECTS`] hello extension (older
-//! viewers refuse unknown fragment flags). The list describes the *decoded* picture: the host
-//! grows captured damage to the codec's block grid with a margin and keeps recently changed
-//! areas listed while the encoder refines them; keyframes and unknown damage carry no list, and
-//! the viewer repaints everything then, after any gap in frame numbers, and periodically. See
-//! [`crate::damage`].
+//! Each frame may say which rectangles of the source changed since the previous frame (at most
+//! [`crate::damage::MAX_DAMAGE_RECTS`], aligned to the codec's block grid, carried by fragment 0
+//! and the parity fragments behind a flag bit). It is sent only to viewers that offered the
+//! [`crate::damage::EXT_DAMAGE_RECTS`] hello extension (older viewers refuse unknown fragment
+//! flags); keyframes and unknown damage carry no list. A lossy encoder also changes decoded
+//! pixels outside the list, so for codec frames it is a hint: the viewer compares each decoded
+//! picture with the one it shows, repaints only what differs, and skips comparing inside the
+//! listed rectangles. See [`crate::damage`].
 //!
 //! ## Malformed input
 //!

@@ -1,5 +1,5 @@
-//! The viewer's window: one winit [`ApplicationHandler`] that owns the window and the pixels
-//! renderer, woken by the network/decode thread through an [`EventLoopProxy`].
+//! The viewer's window: one winit [`ApplicationHandler`] that owns the window and the renderer
+//! ([`crate::render`]), woken by the network/decode thread through an [`EventLoopProxy`].
 //!
 //! ```text
 //!  network/decode thread                         window thread (this module)
@@ -8,8 +8,9 @@
 //!  shared.cursor / .stats   ──┼─ Arc<WindowShared>            │ (several FrameReady → one redraw)
 //!  proxy.send_event(FrameReady)                   RedrawRequested:
 //!                             │                     take newest frame (latest wins, never a queue)
-//!  drain shared.presented ◄───┘                     I420 → RGBA into the pixels buffer
-//!  (present stage of the latency record)            cursor + stats overlay, render
+//!  drain shared.presented ◄───┘                     planes → GPU textures (shader converts)
+//!  (present stage of the latency record)              or → CPU framebuffer (damage only)
+//!                                                   cursor + stats overlay, present
 //!                                                   push PresentRecord
 //! ```
 //!
@@ -18,23 +19,15 @@
 //! - **No render loop.** The loop waits (`ControlFlow::Wait`); it draws only when a frame
 //!   arrives, the window is resized or exposed, or the overlay is toggled. `FrameReady` with an
 //!   empty slot (e.g. only the cursor or the stats changed) redraws the overlays over the last
-//!   picture without converting it again ([`SaveUnder`]).
-//! - **Present mode:** Mailbox when the surface offers it, else Immediate, else Fifo. Frames come
-//!   at the host's pace and are drawn at once; Mailbox never blocks the window thread and shows
-//!   the newest image at the next refresh without tearing — latest-wins at the swapchain too.
-//!   Immediate saves at most one refresh more but tears, so it is only the fallback; Fifo would
-//!   block `render()` whenever two images are queued and add up to two refreshes of latency.
-//! - **Scaling:** the pixels buffer stays at the stream's resolution and pixels 0.17's
-//!   [`ScalingMode::Fill`] scales it on the GPU to the largest aspect-correct size that fits the
-//!   window (non-integer factors allowed, sharp-bilinear), centred, with black bars. The CPU
-//!   cost of a frame is therefore independent of the window size, and the upload is the
-//!   stream's size, not the window's.
-//! - **Renderer:** wgpu through pixels on a hardware adapter; on a software one (lavapipe,
-//!   20–50 ms to present 1080p) or none, or with `--renderer cpu`, the CPU path in
-//!   [`crate::present_cpu`] (softbuffer; nearest-neighbour fill scaling on the CPU, ~2.5 ms at
-//!   1080p on Xvfb). Both keep the composed picture as stream-resolution RGBA, so conversion,
-//!   overlays and input mapping are shared (`Backend`).
-//! - **Surface format:** a plain (non-sRGB) 8-bit surface when offered, see `build_pixels`.
+//!   picture without converting it again.
+//! - **Renderer** ([`crate::render`], `--renderer auto|gpu|cpu`): on a hardware adapter the
+//!   GPU path ([`crate::present_gpu`]) uploads the planes and converts and scales in a shader
+//!   (present mode Mailbox, else Immediate, else Fifo); on a software adapter (lavapipe: 20–50 ms
+//!   a 1080p frame) or none, the CPU path ([`crate::present_cpu`]) converts straight into a
+//!   softbuffer framebuffer and repaints only what the host's damage list says changed. Both
+//!   scale with the same fill mapping (aspect kept, centred, black bars) that pointer input
+//!   uses, accept 8/10-bit 4:2:0/4:4:4 pictures (10-bit dithered on 8-bit surfaces) and draw
+//!   the cursor and stats panel as overlays ([`Sprite`]).
 //! - **Keys handled here are consumed:** F11 (borderless fullscreen), F3 and Ctrl+Alt+S (stats
 //!   overlay), Ctrl+Alt+M (relative mouse mode for 3D apps). Their presses and releases are
 //!   never forwarded to the host.
@@ -50,8 +43,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use pixels::wgpu::{BlendState, DeviceType, PresentMode, TextureFormat};
-use pixels::{Pixels, PixelsBuilder, ScalingMode, SurfaceTexture};
 use tracing::{debug, info, trace, warn};
 use winit::application::ApplicationHandler;
 use winit::dpi::{LogicalSize, PhysicalSize};
@@ -63,13 +54,12 @@ use winit::event_loop::{
 use winit::keyboard::{Key, KeyCode, ModifiersState, NamedKey, PhysicalKey};
 use winit::window::{CursorGrabMode, Fullscreen, Window, WindowId};
 
-use crate::convert;
 use crate::frame::{CursorOverlay, DecodedFrame, LatestSlot, StatsSnapshot};
 use crate::input::devices::{fill_to_stream, ExtraInputs, ScaleState};
 use crate::input::keyboard;
 use crate::net::InputSender;
-use crate::overlay::{Canvas, SaveUnder, StatsPanel};
-use crate::present_cpu::CpuPresenter;
+use crate::overlay::{Sprite, StatsPanel};
+use crate::render::{planes_complete, ActivePath, Backend, PresentStats, RendererInfo};
 use sightline_protocol::msg::InputEvent;
 
 /// Events the network/decode thread sends to the window through its [`EventLoopProxy`].
@@ -88,13 +78,19 @@ pub struct PresentRecord {
     pub frame: u32,
     /// When `render()` returned (the image is queued for display).
     pub presented_at: Instant,
-    /// Converting to RGBA plus drawing the overlays, in µs.
+    /// Converting the picture into the framebuffer (CPU path) or uploading its planes (GPU
+    /// path), plus drawing the overlays, in µs.
     pub convert_us: u32,
-    /// Uploading and presenting (`Pixels::render`), or on the CPU path scaling into the
-    /// framebuffer and presenting it, in µs.
+    /// Showing it until the display server (CPU path) or the GPU finished, in µs.
     pub present_us: u32,
-    /// The CPU path's scaling, part of `present_us` (0 on the GPU path), in µs.
-    pub scale_us: u32,
+    /// Which path presented it.
+    pub path: ActivePath,
+    /// The whole picture was converted or uploaded (no usable damage list).
+    pub full: bool,
+    /// Damage rectangles used instead (0 with `full`).
+    pub rects: u16,
+    /// Picture pixels converted or uploaded.
+    pub pixels: u32,
 }
 
 /// Records kept for the network thread at most; older ones are dropped when nobody drains.
@@ -115,6 +111,8 @@ pub struct WindowShared {
     pub input: Mutex<Option<InputSender>>,
     /// Also sends every present record here (bench mode).
     pub present_tap: Mutex<Option<std::sync::mpsc::Sender<PresentRecord>>>,
+    /// The present path, once the window has opened it.
+    pub renderer: Mutex<Option<RendererInfo>>,
 }
 
 impl Default for WindowShared {
@@ -127,6 +125,7 @@ impl Default for WindowShared {
             presented: Mutex::default(),
             input: Mutex::default(),
             present_tap: Mutex::default(),
+            renderer: Mutex::default(),
         }
     }
 }
@@ -140,6 +139,11 @@ impl WindowShared {
     /// Takes every record pushed since the last call, oldest first.
     pub fn drain_presented(&self) -> Vec<PresentRecord> {
         std::mem::take(&mut *lock(&self.presented))
+    }
+
+    /// The present path the window chose (`None` until it opened).
+    pub fn renderer(&self) -> Option<RendererInfo> {
+        lock(&self.renderer).clone()
     }
 
     fn push_presented(&self, record: PresentRecord) {
@@ -172,7 +176,8 @@ pub struct WindowOptions {
     pub renderer: Renderer,
 }
 
-/// The present path: wgpu through pixels, or a CPU framebuffer through softbuffer.
+/// The present path: wgpu through pixels (conversion in a shader), or a CPU framebuffer through
+/// softbuffer (see [`crate::render`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Renderer {
     /// The GPU when wgpu finds a hardware adapter; the CPU path when its adapter is a software
@@ -314,86 +319,16 @@ fn allow_any_thread(builder: &mut EventLoopBuilder<AppEvent>) {
 )))]
 fn allow_any_thread(_builder: &mut EventLoopBuilder<AppEvent>) {}
 
-/// Size of the pixels buffer before the first frame arrives.
-const PLACEHOLDER_SIZE: (u32, u32) = (640, 360);
+/// The picture size assumed for input mapping before the first frame (nothing is sent then).
+const NO_PICTURE: (u32, u32) = (640, 360);
 
-/// The window, its renderer and the size of the picture in the buffer.
+/// The window and its renderer.
 #[derive(Debug)]
 struct Gfx {
     window: Arc<Window>,
     backend: Backend,
-    buffer: (u32, u32),
-}
-
-/// The present path in use; both hold the composed picture as stream-resolution RGBA.
-#[derive(Debug)]
-enum Backend {
-    Gpu(Box<Pixels<'static>>),
-    Cpu(CpuPresenter),
-}
-
-impl Backend {
-    /// The RGBA picture, `buffer.0 × buffer.1 × 4` bytes.
-    fn frame_mut(&mut self) -> &mut [u8] {
-        match self {
-            Backend::Gpu(p) => p.frame_mut(),
-            Backend::Cpu(c) => c.rgba(),
-        }
-    }
-
-    fn resize_buffer(&mut self, width: u32, height: u32) -> Result<(), WindowError> {
-        match self {
-            Backend::Gpu(p) => {
-                p.resize_buffer(width, height)
-                    .map_err(|source| WindowError::StreamTooLarge {
-                        width,
-                        height,
-                        source,
-                    })
-            }
-            Backend::Cpu(c) => {
-                c.resize_buffer(width, height);
-                Ok(())
-            }
-        }
-    }
-
-    fn resize_surface(&mut self, width: u32, height: u32) -> Result<(), String> {
-        match self {
-            Backend::Gpu(p) => p.resize_surface(width, height).map_err(|e| e.to_string()),
-            Backend::Cpu(c) => c.resize_surface(width, height),
-        }
-    }
-
-    /// Presents the picture; returns the µs spent scaling on the CPU (0 on the GPU path).
-    fn render(&mut self) -> Result<u32, WindowError> {
-        match self {
-            Backend::Gpu(p) => p.render().map(|()| 0).map_err(WindowError::Render),
-            Backend::Cpu(c) => c.present().map_err(WindowError::CpuPresent),
-        }
-    }
-
-    /// Window position → stream pixel, clamped to the picture (fill scaling on both paths).
-    fn window_to_pixel(
-        &self,
-        window: PhysicalSize<u32>,
-        buffer: (u32, u32),
-        x: f64,
-        y: f64,
-    ) -> (i32, i32) {
-        match self {
-            Backend::Gpu(p) => {
-                let (x, y) = p
-                    .window_pos_to_pixel((x as f32, y as f32))
-                    .unwrap_or_else(|outside| p.clamp_pixel_pos(outside));
-                (x as i32, y as i32)
-            }
-            Backend::Cpu(_) => {
-                let (x, y) = fill_to_stream((window.width, window.height), buffer, (x, y));
-                (x as i32, y as i32)
-            }
-        }
-    }
+    /// The picture size (the stream's), once a frame came.
+    picture: Option<(u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -401,7 +336,6 @@ struct App {
     opts: WindowOptions,
     shared: Arc<WindowShared>,
     gfx: Option<Gfx>,
-    save_under: SaveUnder,
     show_stats: bool,
     modifiers: ModifiersState,
     /// Keys whose press was a local shortcut: their release is consumed too.
@@ -419,6 +353,19 @@ struct App {
     /// Pen tablets and jog/shuttle controllers opened for this session.
     extra: Option<ExtraInputs>,
     error: Option<WindowError>,
+    /// The present path, once open.
+    renderer: Option<RendererInfo>,
+    /// Present figures for the stats panel.
+    present_totals: PresentTotals,
+}
+
+/// Frames presented and how, for the stats panel.
+#[derive(Debug, Default)]
+struct PresentTotals {
+    frames: u64,
+    damage_frames: u64,
+    last_convert_us: u32,
+    last_present_us: u32,
 }
 
 /// A key combination the viewer handles itself instead of sending it to the host.
@@ -452,69 +399,8 @@ fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Optio
     None
 }
 
-/// Lowest-latency present mode the surface offers (see the module docs for the order).
-fn choose_present_mode(available: &[PresentMode]) -> PresentMode {
-    [PresentMode::Mailbox, PresentMode::Immediate]
-        .into_iter()
-        .find(|m| available.contains(m))
-        .unwrap_or(PresentMode::Fifo)
-}
-
-/// A surface format that stores bytes as they are (no sRGB encoding), if the surface has one.
-fn choose_plain_format(formats: &[TextureFormat]) -> Option<TextureFormat> {
-    [TextureFormat::Bgra8Unorm, TextureFormat::Rgba8Unorm]
-        .into_iter()
-        .find(|f| formats.contains(f))
-}
-
-/// Builds the renderer for `window` with a placeholder buffer.
-///
-/// With `plain_surface`, the texture is `Rgba8Unorm` and the surface that format: the stream's
-/// bytes are already display-encoded, so they reach the screen untouched (at 1:1 no conversion
-/// sits between the buffer and the screen, which a bit-exact lossless tile path will want) and
-/// scaling interpolates them as video scalers do.
-/// pixels' default, an sRGB texture on an sRGB surface, decodes and re-encodes every sample.
-/// On lavapipe (idle machine) the plain path presented 640×360 in 1000×700 in 7.4–9.0 ms p50
-/// against 10.1–11.8 ms, and made no clear difference at 1080p; the second build costs ~45 ms
-/// once at start-up.
-fn build_pixels(
-    window: &Arc<Window>,
-    plain_surface: Option<TextureFormat>,
-) -> Result<Pixels<'static>, WindowError> {
-    let size = window.inner_size();
-    let surface = SurfaceTexture::new(size.width.max(1), size.height.max(1), window.clone());
-    let (bw, bh) = PLACEHOLDER_SIZE;
-    let mut builder = PixelsBuilder::new(bw, bh, surface)
-        // The picture is opaque: replacing is cheaper than blending (it matters on lavapipe).
-        .blend_state(BlendState::REPLACE);
-    if let Some(format) = plain_surface {
-        builder = builder
-            .texture_format(TextureFormat::Rgba8Unorm)
-            .surface_texture_format(format);
-    }
-    Ok(builder.build()?)
-}
-
-/// Whether the planes hold a whole `width × height` I420 picture (guards the converter).
-fn planes_complete(f: &DecodedFrame) -> bool {
-    let (w, h) = (f.width as usize, f.height as usize);
-    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-    let fits = |len: usize, stride: usize, w: usize, h: usize| {
-        stride >= w && (h == 0 || len >= stride * (h - 1) + w)
-    };
-    w > 0
-        && h > 0
-        && fits(f.y.len(), f.y_stride, w, h)
-        && fits(f.u.len(), f.uv_stride, cw, ch)
-        && fits(f.v.len(), f.uv_stride, cw, ch)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn micros(d: std::time::Duration) -> u32 {
-    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
 }
 
 impl App {
@@ -524,7 +410,6 @@ impl App {
             opts,
             shared,
             gfx: None,
-            save_under: SaveUnder::default(),
             modifiers: ModifiersState::empty(),
             held_shortcuts: HashSet::new(),
             pointer_lock: false,
@@ -534,6 +419,8 @@ impl App {
             scale: Arc::default(),
             extra: None,
             error: None,
+            renderer: None,
+            present_totals: PresentTotals::default(),
         }
     }
 
@@ -557,157 +444,121 @@ impl App {
                 .create_window(attrs)
                 .map_err(WindowError::CreateWindow)?,
         );
-        let init_started = Instant::now();
-        let backend = match self.opts.renderer {
-            Renderer::Cpu => open_cpu(&window)?,
-            Renderer::Gpu => {
-                Backend::Gpu(Box::new(open_gpu(&window, build_pixels(&window, None)?)?))
-            }
-            Renderer::Auto => match build_pixels(&window, None) {
-                Ok(p) if p.adapter().get_info().device_type != DeviceType::Cpu => {
-                    Backend::Gpu(Box::new(open_gpu(&window, p)?))
-                }
-                Ok(p) => {
-                    let adapter = p.adapter().get_info().name;
-                    info!(%adapter, "software graphics adapter: presenting from the CPU");
-                    drop(p);
-                    open_cpu(&window)?
-                }
-                Err(e) => {
-                    info!(error = %e, "no usable graphics adapter: presenting from the CPU");
-                    open_cpu(&window).map_err(|_| e)?
-                }
-            },
-        };
-        debug!(
-            init_ms = init_started.elapsed().as_millis() as u64,
-            "renderer built"
-        );
-        let mut gfx = Gfx {
+        let (backend, info) = Backend::open(&window, self.opts.renderer)?;
+        info!(renderer = info.name(), detail = %info.detail, "present path chosen");
+        *lock(&self.shared.renderer) = Some(info.clone());
+        self.renderer = Some(info);
+        Ok(Gfx {
             window,
             backend,
-            buffer: PLACEHOLDER_SIZE,
-        };
-        fill_opaque_black(gfx.backend.frame_mut());
-        Ok(gfx)
+            picture: None,
+        })
     }
-}
-
-/// Opens the CPU framebuffer on `window`.
-fn open_cpu(window: &Arc<Window>) -> Result<Backend, WindowError> {
-    let c = CpuPresenter::new(window.clone(), PLACEHOLDER_SIZE).map_err(WindowError::CpuPresent)?;
-    info!("renderer ready: CPU framebuffer (softbuffer)");
-    Ok(Backend::Cpu(c))
-}
-
-/// Finishes setting up the GPU renderer from the first `pixels` built on `window`.
-fn open_gpu(
-    window: &Arc<Window>,
-    mut pixels: Pixels<'static>,
-) -> Result<Pixels<'static>, WindowError> {
-    let size = window.inner_size();
-    // Prefer a plain (non-sRGB) surface when there is one; see `build_pixels`. The format
-    // list is only known once a surface exists, hence the second build.
-    // (pixels itself always picks an sRGB surface format.)
-    let formats = &pixels.context().surface_capabilities.formats;
-    if let Some(plain) = choose_plain_format(formats) {
-        drop(pixels);
-        pixels = build_pixels(window, Some(plain))?;
-    }
-    debug!(surface_format = ?pixels.surface_texture_format(), "surface format");
-    let info = pixels.adapter().get_info();
-    info!(
-        adapter = %info.name,
-        backend = ?info.backend,
-        device_type = ?info.device_type,
-        "renderer ready"
-    );
-    let available = pixels.context().surface_capabilities.present_modes.clone();
-    let mode = choose_present_mode(&available);
-    pixels.set_present_mode(mode);
-    debug!(chosen = ?mode, ?available, "present mode");
-    pixels.set_scaling_mode(ScalingMode::Fill);
-    // set_scaling_mode only takes effect with the next resize: apply it now.
-    if size.width > 0 && size.height > 0 {
-        if let Err(e) = pixels.resize_surface(size.width, size.height) {
-            warn!(error = %e, "window size not supported by the device");
-        }
-    }
-    Ok(pixels)
 }
 
 impl App {
-    /// Composes and presents: the newest frame if there is one (else the last picture with the
-    /// overlays redrawn), then the cursor and the stats panel.
+    /// Presents the newest frame if there is one (else the last picture with the overlays
+    /// redrawn), with the cursor and the stats panel on top.
     fn redraw(&mut self) -> Result<(), WindowError> {
+        let extra = self.renderer_lines();
         let Some(gfx) = self.gfx.as_mut() else {
             return Ok(());
         };
-        let started = Instant::now();
         let frame = match self.shared.frame.take() {
             Some(f) if !planes_complete(&f) => {
                 warn!(
                     frame = f.frame,
                     width = f.width,
                     height = f.height,
+                    format = ?f.format,
                     "decoded frame with incomplete planes dropped"
                 );
                 None
             }
             other => other,
         };
+        let number = frame.as_ref().map(|f| f.frame);
         if let Some(f) = &frame {
-            if (f.width, f.height) != gfx.buffer {
-                gfx.backend.resize_buffer(f.width, f.height)?;
-                debug!(width = f.width, height = f.height, "stream size changed");
-                gfx.buffer = (f.width, f.height);
+            if Some((f.width, f.height)) != gfx.picture {
+                debug!(width = f.width, height = f.height, format = ?f.format, "stream size changed");
+                gfx.picture = Some((f.width, f.height));
                 let size = gfx.window.inner_size();
-                self.scale.set((size.width, size.height), gfx.buffer);
+                self.scale
+                    .set((size.width, size.height), (f.width, f.height));
             }
-            convert::i420_to_rgba(f, gfx.backend.frame_mut());
             self.has_picture = true;
-            self.save_under.forget();
         }
-        let (bw, bh) = gfx.buffer;
-        // Invariant: the picture buffer is always bw × bh × 4 bytes (both backends size it so).
-        let mut canvas =
-            Canvas::new(gfx.backend.frame_mut(), bw, bh).expect("picture buffer matches its size");
-        if frame.is_none() {
-            self.save_under.restore(&mut canvas);
-        }
-        draw_cursor(
-            &lock(&self.shared.cursor),
-            &mut canvas,
-            &mut self.save_under,
-        );
+        let mut overlays = Vec::with_capacity(2);
+        overlays.extend(Sprite::cursor(&lock(&self.shared.cursor)));
         if self.show_stats {
-            let panel = StatsPanel::layout(&lock(&self.shared.stats), bh);
-            if let Some(r) = panel.rect(&canvas) {
-                self.save_under.save(&canvas, r);
-                panel.draw(&mut canvas);
-            }
+            let size = gfx.window.inner_size();
+            let shown_height = match gfx.picture {
+                Some((pw, ph)) => {
+                    let s = (f64::from(size.width) / f64::from(pw.max(1)))
+                        .min(f64::from(size.height) / f64::from(ph.max(1)));
+                    (f64::from(ph) * s) as u32
+                }
+                None => size.height,
+            };
+            let panel = StatsPanel::layout_with(&lock(&self.shared.stats), &extra, shown_height);
+            overlays.push(panel.sprite());
         }
-        let composed = Instant::now();
-        let scale_us = gfx.backend.render()?;
+        let stats = gfx.backend.present(frame, &overlays)?;
         let presented_at = Instant::now();
-        if let Some(f) = frame {
+        self.note_present(&stats, number.is_some());
+        if let Some(frame) = number {
             let record = PresentRecord {
-                frame: f.frame,
+                frame,
                 presented_at,
-                convert_us: micros(composed - started),
-                present_us: micros(presented_at - composed),
-                scale_us,
+                convert_us: stats.convert_us,
+                present_us: stats.present_us,
+                path: self.renderer.as_ref().map_or(ActivePath::Cpu, |r| r.path),
+                full: stats.full,
+                rects: stats.rects,
+                pixels: stats.pixels,
             };
             trace!(
-                frame = f.frame,
+                frame,
                 convert_us = record.convert_us,
                 present_us = record.present_us,
-                scale_us = record.scale_us,
+                full = record.full,
+                rects = record.rects,
                 "presented"
             );
             self.shared.push_presented(record);
         }
         Ok(())
+    }
+
+    /// Keeps the figures the stats panel shows about the present path.
+    fn note_present(&mut self, s: &PresentStats, new_frame: bool) {
+        if !new_frame {
+            return;
+        }
+        let t = &mut self.present_totals;
+        t.frames += 1;
+        if !s.full {
+            t.damage_frames += 1;
+        }
+        t.last_convert_us = s.convert_us;
+        t.last_present_us = s.present_us;
+    }
+
+    /// The stats panel's lines about the renderer.
+    fn renderer_lines(&self) -> Vec<String> {
+        let Some(r) = &self.renderer else {
+            return Vec::new();
+        };
+        let t = &self.present_totals;
+        vec![
+            format!("renderer {}", r.name()),
+            format!(
+                "present {:.2}+{:.2} ms",
+                f64::from(t.last_convert_us) / 1e3,
+                f64::from(t.last_present_us) / 1e3
+            ),
+            format!("damage updates {}/{}", t.damage_frames, t.frames),
+        ]
     }
 
     /// Handles a local shortcut; true when the key event is consumed (never sent to the host).
@@ -778,7 +629,8 @@ impl App {
             _ => return,
         };
         let size = gfx.window.inner_size();
-        self.scale.set((size.width, size.height), gfx.buffer);
+        self.scale
+            .set((size.width, size.height), gfx.picture.unwrap_or(NO_PICTURE));
         let x11_window = x11_window_id(&gfx.window);
         let shared = self.shared.clone();
         let send = Arc::new(move |ev: InputEvent| {
@@ -813,24 +665,6 @@ fn x11_window_id(window: &Window) -> Option<u32> {
         RawWindowHandle::Xlib(h) => u32::try_from(h.window).ok(),
         RawWindowHandle::Xcb(h) => Some(h.window.get()),
         _ => None,
-    }
-}
-
-fn draw_cursor(cursor: &CursorOverlay, canvas: &mut Canvas<'_>, save_under: &mut SaveUnder) {
-    if !cursor.visible || cursor.rgba.is_empty() {
-        return;
-    }
-    let x = i64::from(cursor.x) - i64::from(cursor.hot_x);
-    let y = i64::from(cursor.y) - i64::from(cursor.hot_y);
-    if let Some(r) = canvas.clip(x, y, cursor.width, cursor.height) {
-        save_under.save(canvas, r);
-        canvas.blend_premultiplied(x, y, &cursor.rgba, cursor.width, cursor.height);
-    }
-}
-
-fn fill_opaque_black(buf: &mut [u8]) {
-    for px in buf.chunks_exact_mut(4) {
-        px.copy_from_slice(&[0, 0, 0, 255]);
     }
 }
 
@@ -887,7 +721,8 @@ impl ApplicationHandler<AppEvent> for App {
                 if let Err(e) = gfx.backend.resize_surface(size.width, size.height) {
                     warn!(error = %e, width = size.width, height = size.height, "resize ignored");
                 }
-                self.scale.set((size.width, size.height), gfx.buffer);
+                self.scale
+                    .set((size.width, size.height), gfx.picture.unwrap_or(NO_PICTURE));
                 gfx.window.request_redraw();
             }
             WindowEvent::RedrawRequested => {
@@ -920,12 +755,11 @@ impl ApplicationHandler<AppEvent> for App {
                 if !self.has_picture || self.extra.as_ref().is_some_and(|e| e.pen_in_range()) {
                     return;
                 }
-                let p = gfx.backend.window_to_pixel(
-                    gfx.window.inner_size(),
-                    gfx.buffer,
-                    position.x,
-                    position.y,
-                );
+                let size = gfx.window.inner_size();
+                let picture = gfx.picture.unwrap_or(NO_PICTURE);
+                let (x, y) =
+                    fill_to_stream((size.width, size.height), picture, (position.x, position.y));
+                let p = (x as i32, y as i32);
                 if self.last_pointer != Some(p) {
                     self.last_pointer = Some(p);
                     self.send(InputEvent::PointerMove { x: p.0, y: p.1 });
@@ -960,30 +794,6 @@ impl ApplicationHandler<AppEvent> for App {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sightline_protocol::msg::{ColourMatrix, ColourRange};
-
-    #[test]
-    fn present_mode_prefers_mailbox_then_immediate_then_fifo() {
-        use PresentMode::*;
-        assert_eq!(choose_present_mode(&[Fifo, Immediate, Mailbox]), Mailbox);
-        assert_eq!(choose_present_mode(&[Fifo, Immediate]), Immediate);
-        assert_eq!(choose_present_mode(&[Fifo, FifoRelaxed]), Fifo);
-        assert_eq!(choose_present_mode(&[]), Fifo);
-    }
-
-    #[test]
-    fn plain_surface_format_when_offered() {
-        use TextureFormat::*;
-        assert_eq!(
-            choose_plain_format(&[Bgra8UnormSrgb, Bgra8Unorm]),
-            Some(Bgra8Unorm)
-        );
-        assert_eq!(
-            choose_plain_format(&[Rgba8UnormSrgb, Rgba8Unorm]),
-            Some(Rgba8Unorm)
-        );
-        assert_eq!(choose_plain_format(&[Bgra8UnormSrgb, Rgb10a2Unorm]), None);
-    }
 
     #[test]
     fn shortcuts() {
@@ -1014,40 +824,6 @@ mod tests {
         assert_eq!(f(KeyCode::KeyA, Key::Character("a".into()), ctrl_alt), None);
     }
 
-    fn frame(w: u32, h: u32) -> DecodedFrame {
-        let (cw, ch) = (w.div_ceil(2) as usize, h.div_ceil(2) as usize);
-        DecodedFrame {
-            width: w,
-            height: h,
-            format: crate::frame::PictureFormat::I420,
-            y: vec![16; w as usize * h as usize],
-            u: vec![128; cw * ch],
-            v: vec![128; cw * ch],
-            y_stride: w as usize,
-            uv_stride: cw,
-            matrix: ColourMatrix::Bt709,
-            range: ColourRange::Limited,
-            frame: 1,
-            host_times: None,
-            first_packet_us: 0,
-            reassembled_us: 0,
-            decoded_us: 0,
-            decoded_at: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn incomplete_planes_are_detected() {
-        assert!(planes_complete(&frame(5, 3)));
-        let mut f = frame(6, 4);
-        f.v.pop();
-        assert!(!planes_complete(&f));
-        let mut f = frame(6, 4);
-        f.y_stride = 5;
-        assert!(!planes_complete(&f));
-        assert!(!planes_complete(&frame(0, 4)));
-    }
-
     #[test]
     fn pending_presents_are_bounded() {
         let shared = WindowShared::new();
@@ -1058,7 +834,10 @@ mod tests {
                 presented_at: now,
                 convert_us: 0,
                 present_us: 0,
-                scale_us: 0,
+                path: ActivePath::Cpu,
+                full: true,
+                rects: 0,
+                pixels: 0,
             });
         }
         let v = shared.drain_presented();

@@ -197,6 +197,10 @@ pub struct BenchReport {
     pub host: String,
     /// Picture size.
     pub size: (u32, u32),
+    /// With a window: the present path (`"cpu (softbuffer; …)"`, `"gpu (…)"`).
+    pub renderer: Option<String>,
+    /// With a window: the present records of the frames that showed a probe.
+    pub presents: Vec<PresentRecord>,
 }
 
 /// Why a bench could not run.
@@ -364,6 +368,7 @@ fn measure(
                 {
                     if rec.frame >= hit.times.frame {
                         found = Some(wire.micros(rec.presented_at));
+                        report.presents.push(rec);
                         break;
                     }
                 }
@@ -466,7 +471,40 @@ impl BenchReport {
             self.stage_sum_ratio(),
             ms(self.longest_gap_us)
         );
+        if let Some(r) = &self.renderer {
+            out += &format!("renderer: {r}\n");
+        }
+        if let Some((convert, show, damage)) = self.present_summary() {
+            out += &format!(
+                "present: convert/upload p50 {:.2} ms p99 {:.2} ms, show p50 {:.2} ms p99 {:.2} ms, \
+                 damage updates {damage}/{}\n",
+                ms(convert.p50),
+                ms(convert.p99),
+                ms(show.p50),
+                ms(show.p99),
+                self.presents.len()
+            );
+        }
         out
+    }
+
+    /// Percentiles of the present records' convert and show times, and how many used damage.
+    pub fn present_summary(&self) -> Option<(Percentiles, Percentiles, usize)> {
+        if self.presents.is_empty() {
+            return None;
+        }
+        let mut c: Vec<u64> = self
+            .presents
+            .iter()
+            .map(|p| u64::from(p.convert_us))
+            .collect();
+        let mut s: Vec<u64> = self
+            .presents
+            .iter()
+            .map(|p| u64::from(p.present_us))
+            .collect();
+        let damage = self.presents.iter().filter(|p| !p.full).count();
+        Some((Percentiles::of(&mut c), Percentiles::of(&mut s), damage))
     }
 
     /// The JSON document.
@@ -485,6 +523,13 @@ impl BenchReport {
             "stages": STAGES,
             "summary": {"stages": summary, "total": pct(&total)},
             "stage_sum_ratio": self.stage_sum_ratio(),
+            "renderer": self.renderer,
+            "present": self.present_summary().map(|(c, s, damage)| serde_json::json!({
+                "convert": pct(&c),
+                "show": pct(&s),
+                "frames": self.presents.len(),
+                "damage_updates": damage,
+            })),
             "longest_gap_us": self.longest_gap_us,
             "samples": self.samples.iter().map(|s| serde_json::json!({
                 "id": s.id,
@@ -605,7 +650,7 @@ pub fn run_bench_windowed(
         ..window
     };
     let proxy_slot = proxy.clone();
-    let ran = crate::app::run_window(opts, shared, move |p| {
+    let ran = crate::app::run_window(opts, shared.clone(), move |p| {
         let _ = proxy_slot.set(p);
     });
     let report = session
@@ -614,7 +659,12 @@ pub fn run_bench_windowed(
     if let Err(e) = ran {
         return Err(BenchError::Window(e.to_string()));
     }
-    report
+    report.map(|mut r| {
+        r.renderer = shared
+            .renderer()
+            .map(|i| format!("{} ({})", i.name(), i.detail));
+        r
+    })
 }
 
 /// Where to write the outputs.

@@ -29,6 +29,8 @@ use sightline_protocol::msg::{ColourMatrix, ColourRange};
 
 use crate::frame::DecodedFrame;
 
+pub mod fb;
+
 /// Converts `frame` to RGBA rows: `width × 4` bytes per row, no padding, alpha 255. Writes the
 /// first `width × height × 4` bytes of `dst`.
 ///
@@ -301,6 +303,7 @@ mod tests {
             matrix: ColourMatrix::Bt709,
             range: ColourRange::Limited,
             frame: 0,
+            damage: None,
             host_times: None,
             first_packet_us: 0,
             reassembled_us: 0,

@@ -115,6 +115,8 @@ impl DecodeThread {
                                 matrix,
                                 range,
                                 frame: au.frame,
+                                // A keyframe replaces everything, whatever a list says.
+                                damage: if au.keyframe { None } else { au.damage },
                                 host_times: au.times,
                                 first_packet_us: au.first_packet_us,
                                 reassembled_us: au.complete_us,

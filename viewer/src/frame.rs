@@ -83,6 +83,10 @@ pub struct DecodedFrame {
     pub range: ColourRange,
     /// Host frame number.
     pub frame: u32,
+    /// Where the host's source changed since frame `frame - 1` (`None`: unknown). A hint for
+    /// codec frames (see [`sightline_protocol::damage`]): the presenters compare pictures
+    /// themselves ([`crate::diff`]) and use it to skip comparing where change is certain.
+    pub damage: Option<Vec<sightline_protocol::damage::DamageRect>>,
     /// Host stage timestamps (host clock).
     pub host_times: Option<HostStageTimes>,
     /// Viewer clock (µs) when the first fragment arrived.

@@ -55,8 +55,9 @@ struct Args {
     /// Start in borderless fullscreen (F11 toggles).
     #[arg(long)]
     fullscreen: bool,
-    /// Present path: `gpu` (wgpu), `cpu` (CPU framebuffer), or `auto`: the GPU unless wgpu's
-    /// only adapter is a software one (lavapipe) or there is none.
+    /// Present path: `gpu` (wgpu: planes uploaded, converted and scaled in a shader), `cpu`
+    /// (converted straight into a CPU framebuffer, only what changed), or `auto`: the GPU
+    /// unless wgpu's only adapter is a software one (lavapipe) or there is none.
     #[arg(long, value_enum, default_value_t = Renderer::Auto)]
     renderer: Renderer,
     /// Watch only: send no keyboard, mouse, pen or controller input to the host.

@@ -265,6 +265,74 @@ impl SaveUnder {
     }
 }
 
+/// Where an overlay image is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    /// At stream pixel (`x`, `y`), scaled with the picture (the host's cursor).
+    Stream,
+    /// At window pixel (`x`, `y`) from the shown picture's top-left corner, never scaled (the
+    /// stats panel: crisp text whatever the window size).
+    PictureCorner,
+}
+
+/// An overlay image both renderers draw over the picture: premultiplied RGBA rows
+/// (`width × height × 4` bytes), placed by `anchor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sprite {
+    /// Premultiplied RGBA.
+    pub rgba: Vec<u8>,
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// Left edge (see `anchor`).
+    pub x: i64,
+    /// Top edge (see `anchor`).
+    pub y: i64,
+    /// Coordinate space of `x` and `y`.
+    pub anchor: Anchor,
+}
+
+impl Sprite {
+    /// The cursor as a sprite (its hotspot at the host's position), if it is shown.
+    pub fn cursor(c: &crate::frame::CursorOverlay) -> Option<Sprite> {
+        let needed = c.width as usize * c.height as usize * 4;
+        if !c.visible || c.rgba.len() < needed || needed == 0 {
+            return None;
+        }
+        Some(Sprite {
+            rgba: c.rgba[..needed].to_vec(),
+            width: c.width,
+            height: c.height,
+            x: i64::from(c.x) - i64::from(c.hot_x),
+            y: i64::from(c.y) - i64::from(c.hot_y),
+            anchor: Anchor::Stream,
+        })
+    }
+
+    /// A cheap fingerprint of the content (FNV-1a over size and pixels), so a renderer can skip
+    /// re-uploading an unchanged image.
+    pub fn content_key(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let size = [self.width.to_le_bytes(), self.height.to_le_bytes()].concat();
+        for b in size.iter().chain(&self.rgba) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+}
+
+/// Blends premultiplied RGBA `src` over an opaque pixel `dst` given as R, G, B.
+#[inline]
+pub fn blend_over(src: [u8; 4], dst: [u8; 3]) -> [u8; 3] {
+    let inv = 255 - u32::from(src[3]);
+    std::array::from_fn(|c| {
+        let v = u32::from(src[c]) + (u32::from(dst[c]) * inv + 127) / 255;
+        v.min(255) as u8
+    })
+}
+
 /// Text scale for a buffer of `height` rows: 1 up to 1079 rows, 2 at 1080p, 4 at 2160p.
 pub fn text_scale(height: u32) -> u32 {
     (height / 540).clamp(1, 4)
@@ -309,7 +377,13 @@ pub struct StatsPanel {
 impl StatsPanel {
     /// Lays out `stats` in the top-left corner of a `width × height` buffer.
     pub fn layout(stats: &StatsSnapshot, buffer_height: u32) -> Self {
-        let lines = stats_lines(stats);
+        Self::layout_with(stats, &[], buffer_height)
+    }
+
+    /// [`StatsPanel::layout`] with `extra` lines after the figures (the renderer's own).
+    pub fn layout_with(stats: &StatsSnapshot, extra: &[String], buffer_height: u32) -> Self {
+        let mut lines = stats_lines(stats);
+        lines.extend(extra.iter().cloned());
         let scale = text_scale(buffer_height);
         let pad = 4 * scale;
         let line_h = (GLYPH_PX + 2) * scale;
@@ -327,6 +401,28 @@ impl StatsPanel {
     /// The part of the panel inside `canvas` (what [`StatsPanel::draw`] will touch).
     pub fn rect(&self, canvas: &Canvas<'_>) -> Option<Rect> {
         canvas.clip(self.x, self.y, self.width, self.height)
+    }
+
+    /// The panel as an overlay image at its place from the picture's top-left corner:
+    /// translucent black (premultiplied) with opaque text.
+    pub fn sprite(&self) -> Sprite {
+        let (w, h) = (self.width.max(1), self.height.max(1));
+        let bg = [0, 0, 0, PANEL_BACKGROUND[3]];
+        let mut rgba = bg.repeat(w as usize * h as usize);
+        let mut canvas = Canvas::new(&mut rgba, w, h).expect("sized above");
+        let pad = i64::from(4 * self.scale);
+        let line_h = i64::from((GLYPH_PX + 2) * self.scale);
+        for (i, line) in self.lines.iter().enumerate() {
+            canvas.draw_text(pad, pad + i as i64 * line_h, line, PANEL_TEXT, self.scale);
+        }
+        Sprite {
+            rgba,
+            width: w,
+            height: h,
+            x: self.x,
+            y: self.y,
+            anchor: Anchor::PictureCorner,
+        }
     }
 
     /// Draws the panel: a translucent dark box with the text on it.
@@ -568,5 +664,64 @@ mod tests {
         assert_eq!(text_scale(1080), 2);
         assert_eq!(text_scale(2160), 4);
         assert_eq!(text_scale(8640), 4);
+    }
+
+    #[test]
+    fn panel_sprite_matches_the_drawn_panel() {
+        let (w, h) = (640, 360);
+        let stats = StatsSnapshot::default();
+        let extra = vec!["renderer cpu".to_string()];
+        let panel = StatsPanel::layout_with(&stats, &extra, h);
+        let mut buf = grey_buffer(w, h);
+        let mut c = Canvas::new(&mut buf, w, h).unwrap();
+        let r = panel.draw(&mut c).unwrap();
+        let sprite = panel.sprite();
+        assert_eq!((sprite.x, sprite.y), (i64::from(r.x), i64::from(r.y)));
+        assert_eq!((sprite.width, sprite.height), (r.width, r.height));
+        assert_eq!(sprite.anchor, Anchor::PictureCorner);
+        // Blending the sprite over grey gives what `draw` drew.
+        for y in 0..r.height {
+            for x in 0..r.width {
+                let i = ((y * r.width + x) * 4) as usize;
+                let s = [
+                    sprite.rgba[i],
+                    sprite.rgba[i + 1],
+                    sprite.rgba[i + 2],
+                    sprite.rgba[i + 3],
+                ];
+                let got = blend_over(s, [100, 100, 100]);
+                let want = c.pixel(r.x + x, r.y + y).unwrap();
+                assert!(
+                    (0..3).all(|k| got[k].abs_diff(want[k]) <= 1),
+                    "({x},{y}) {got:?} vs {want:?}"
+                );
+            }
+        }
+        assert!(stats_lines(&stats).len() + 1 == panel.lines.len());
+    }
+
+    #[test]
+    fn cursor_sprite_sits_at_the_hotspot() {
+        use crate::frame::CursorOverlay;
+        let mut c = CursorOverlay {
+            rgba: vec![255; 4 * 6],
+            width: 2,
+            height: 3,
+            hot_x: 1,
+            hot_y: 2,
+            x: 10,
+            y: 20,
+            visible: true,
+        };
+        let s = Sprite::cursor(&c).unwrap();
+        assert_eq!((s.x, s.y, s.anchor), (9, 18, Anchor::Stream));
+        let key = s.content_key();
+        c.rgba[0] = 0;
+        assert_ne!(Sprite::cursor(&c).unwrap().content_key(), key);
+        c.visible = false;
+        assert!(Sprite::cursor(&c).is_none());
+        c.visible = true;
+        c.rgba.truncate(8);
+        assert!(Sprite::cursor(&c).is_none(), "image shorter than its size");
     }
 }

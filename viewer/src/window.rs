@@ -164,7 +164,17 @@ pub fn run_windowed(
     opts: ConnectOptions,
     window: WindowOptions,
 ) -> Result<WindowedEnd, WindowError> {
-    let shared = Arc::new(WindowShared::new());
+    run_windowed_shared(rt, opts, window, Arc::new(WindowShared::new()))
+}
+
+/// [`run_windowed`] with the window's shared state given, so the caller can watch what is
+/// presented (records, renderer) while it runs.
+pub fn run_windowed_shared(
+    rt: tokio::runtime::Runtime,
+    opts: ConnectOptions,
+    window: WindowOptions,
+    shared: Arc<WindowShared>,
+) -> Result<WindowedEnd, WindowError> {
     let proxy: WindowProxy = Arc::default();
     let window_closed = Arc::new(tokio::sync::Notify::new());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
