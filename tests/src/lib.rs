@@ -1,7 +1,9 @@
 //! Helpers for end-to-end tests: identities in a temporary directory and a host endpoint on a
 //! loopback port, with its events collected.
 
+pub mod e2e_window;
 pub mod relay;
+pub mod window;
 pub mod xlisten;
 pub mod xvfb;
 

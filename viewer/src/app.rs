@@ -557,7 +557,7 @@ impl App {
                 f64::from(t.last_convert_us) / 1e3,
                 f64::from(t.last_present_us) / 1e3
             ),
-            format!("damage updates {}/{}", t.damage_frames, t.frames),
+            format!("partial updates {}/{}", t.damage_frames, t.frames),
         ]
     }
 

@@ -7,10 +7,11 @@
 //! Built on pixels (surface, device, queue, surface-error recovery) with our own render pass
 //! through [`Pixels::render_with`]; pixels' own frame buffer is kept at 1×1 and never drawn.
 //!
-//! * **Planes:** `R8Uint` textures for 8-bit samples, `R16Uint` for 10-bit (little-endian `u16`
-//!   as decoded; no conversion on the CPU), chroma at its own size (4:2:0 or 4:4:4). The shader
-//!   filters them itself (bilinear with `textureLoad`), so no float-filterable 16-bit format is
-//!   needed — `R16Unorm` is an optional feature many adapters lack.
+//! * **Planes:** copied as decoded (no conversion on the CPU), chroma at its own size (4:2:0 or
+//!   4:4:4): `R8Unorm` for 8-bit samples and `R16Unorm` for 10-bit ones (little-endian `u16`),
+//!   filtered by the texture unit (`yuv_float.wgsl`). `R16Unorm` is an optional device feature
+//!   (requested when the adapter has it); without it 10-bit planes go to `R16Uint` textures and
+//!   the shader filters them itself with four loads per sample (`yuv_uint.wgsl`).
 //! * **Overlays** (cursor, stats panel) are textured quads blended in premultiplied alpha
 //!   (`sprite.wgsl`); a texture is re-uploaded only when its content changes.
 //! * **Present mode:** Mailbox when the surface offers it, else Immediate, else Fifo
@@ -78,19 +79,48 @@ pub fn build_pixels(
     window: &Arc<Window>,
     surface: Option<TextureFormat>,
 ) -> Result<Pixels<'static>, pixels::Error> {
+    build_pixels_with(window, surface, None)
+}
+
+/// [`build_pixels`] with the device's features and limits given (pixels' default: no optional
+/// features, the adapter's limits).
+fn build_pixels_with(
+    window: &Arc<Window>,
+    surface: Option<TextureFormat>,
+    device: Option<(wgpu::Features, wgpu::Limits)>,
+) -> Result<Pixels<'static>, pixels::Error> {
     let size = window.inner_size();
     let st = SurfaceTexture::new(size.width.max(1), size.height.max(1), window.clone());
     let mut builder = PixelsBuilder::new(1, 1, st);
+    if let Some((required_features, required_limits)) = device {
+        builder = builder.device_descriptor(wgpu::DeviceDescriptor {
+            required_features,
+            required_limits,
+            ..wgpu::DeviceDescriptor::default()
+        });
+    }
     if let Some(format) = surface {
         builder = builder.surface_texture_format(format);
     }
     builder.build()
 }
 
+/// How the shader reads the planes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sampling {
+    /// Normalised textures filtered by the texture unit.
+    Float,
+    /// Integer textures filtered in the shader (10-bit without `R16Unorm`).
+    Uint,
+}
+
 /// The planes of the current stream on the GPU.
 #[derive(Debug)]
 struct Planes {
     format: PictureFormat,
+    sampling: Sampling,
+    /// Code per unit the shader reads (255 or 65535 for normalised textures, 1 for integers).
+    scale: f32,
     size: (u32, u32),
     textures: [wgpu::Texture; 3],
     bind_group: wgpu::BindGroup,
@@ -108,12 +138,17 @@ struct SpriteSlot {
 /// pixels' surface and device plus the YUV pipeline.
 pub struct GpuPresenter {
     pixels: Pixels<'static>,
-    picture_pipeline: wgpu::RenderPipeline,
+    picture_float: wgpu::RenderPipeline,
+    picture_uint: wgpu::RenderPipeline,
     sprite_pipeline: wgpu::RenderPipeline,
-    plane_layout: wgpu::BindGroupLayout,
+    float_layout: wgpu::BindGroupLayout,
+    uint_layout: wgpu::BindGroupLayout,
     sprite_layout: wgpu::BindGroupLayout,
     params: wgpu::Buffer,
     sampler: wgpu::Sampler,
+    plane_sampler: wgpu::Sampler,
+    /// The device has `R16Unorm` textures.
+    norm16: bool,
     vertices: wgpu::Buffer,
     planes: Option<Planes>,
     /// The picture in the textures (what the next frame is compared with).
@@ -138,14 +173,19 @@ impl GpuPresenter {
     /// Finishes setting up the GPU path from a first `pixels` built on `window`: picks a plain
     /// surface format and the present mode, and builds the pipelines.
     pub fn new(window: &Arc<Window>, mut pixels: Pixels<'static>) -> Result<Self, pixels::Error> {
-        // The format list is only known once a surface exists, hence the second build.
+        // The format list and the adapter's features are only known once a surface exists,
+        // hence a second build when they call for it.
         let formats = pixels.context().surface_capabilities.formats.clone();
-        if let Some(plain) = choose_plain_format(&formats) {
-            if plain != pixels.surface_texture_format() {
-                drop(pixels);
-                pixels = build_pixels(window, Some(plain))?;
-            }
+        let plain = choose_plain_format(&formats).filter(|f| *f != pixels.surface_texture_format());
+        let norm16 = wgpu::Features::TEXTURE_FORMAT_16BIT_NORM;
+        let want = pixels.adapter().features() & norm16;
+        if plain.is_some() || !pixels.device().features().contains(want) {
+            let surface = plain.or(Some(pixels.surface_texture_format()));
+            let limits = pixels.adapter().limits();
+            drop(pixels);
+            pixels = build_pixels_with(window, surface, Some((want, limits)))?;
         }
+        let norm16 = pixels.device().features().contains(norm16);
         let surface_format = pixels.surface_texture_format();
         let info = pixels.adapter().get_info();
         let available = pixels.context().surface_capabilities.present_modes.clone();
@@ -163,32 +203,50 @@ impl GpuPresenter {
         let size = window.inner_size();
         let device = pixels.device();
         let target = pixels.render_texture_format();
-        let uint_texture = |binding| wgpu::BindGroupLayoutEntry {
+        let texture = |binding, sample_type| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::FRAGMENT,
             ty: wgpu::BindingType::Texture {
-                sample_type: wgpu::TextureSampleType::Uint,
+                sample_type,
                 view_dimension: wgpu::TextureViewDimension::D2,
                 multisampled: false,
             },
             count: None,
         };
-        let plane_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("sightline planes"),
+        let uniform = wgpu::BindGroupLayoutEntry {
+            binding: 3,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: wgpu::BufferSize::new(PARAMS_BYTES as u64),
+            },
+            count: None,
+        };
+        let float = wgpu::TextureSampleType::Float { filterable: true };
+        let float_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("sightline planes (normalised)"),
             entries: &[
-                uint_texture(0),
-                uint_texture(1),
-                uint_texture(2),
+                texture(0, float),
+                texture(1, float),
+                texture(2, float),
+                uniform,
                 wgpu::BindGroupLayoutEntry {
-                    binding: 3,
+                    binding: 4,
                     visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: wgpu::BufferSize::new(PARAMS_BYTES as u64),
-                    },
+                    ty: wgpu::BindingType::Sampler(wgpu::SamplerBindingType::Filtering),
                     count: None,
                 },
+            ],
+        });
+        let uint = wgpu::TextureSampleType::Uint;
+        let uint_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("sightline planes (integer)"),
+            entries: &[
+                texture(0, uint),
+                texture(1, uint),
+                texture(2, uint),
+                uniform,
             ],
         });
         let sprite_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -212,7 +270,14 @@ impl GpuPresenter {
                 },
             ],
         });
-        let yuv = device.create_shader_module(wgpu::include_wgsl!("yuv.wgsl"));
+        let module = |label, source: String| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+        };
+        let yuv_float = module("sightline yuv (normalised)", shader(Sampling::Float));
+        let yuv_uint = module("sightline yuv (integer)", shader(Sampling::Uint));
         let sprite = device.create_shader_module(wgpu::include_wgsl!("sprite.wgsl"));
         let pipeline = |label, layout: &wgpu::BindGroupLayout, module, vs, fs, buffers, blend| {
             let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -246,15 +311,19 @@ impl GpuPresenter {
                 cache: None,
             })
         };
-        let picture_pipeline = pipeline(
-            "sightline picture",
-            &plane_layout,
-            &yuv,
-            "vs_main",
-            "fs_main",
-            &[],
-            wgpu::BlendState::REPLACE,
-        );
+        let picture = |label, layout, module| {
+            pipeline(
+                label,
+                layout,
+                module,
+                "vs_main",
+                "fs_main",
+                &[],
+                wgpu::BlendState::REPLACE,
+            )
+        };
+        let picture_float = picture("sightline picture (normalised)", &float_layout, &yuv_float);
+        let picture_uint = picture("sightline picture (integer)", &uint_layout, &yuv_uint);
         let sprite_vertex = wgpu::VertexBufferLayout {
             array_stride: 16,
             step_mode: wgpu::VertexStepMode::Vertex,
@@ -305,18 +374,36 @@ impl GpuPresenter {
             anisotropy_clamp: 1,
             border_color: None,
         });
+        let plane_sampler = device.create_sampler(&wgpu::SamplerDescriptor {
+            label: Some("sightline plane sampler"),
+            address_mode_u: wgpu::AddressMode::ClampToEdge,
+            address_mode_v: wgpu::AddressMode::ClampToEdge,
+            address_mode_w: wgpu::AddressMode::ClampToEdge,
+            mag_filter: wgpu::FilterMode::Linear,
+            min_filter: wgpu::FilterMode::Linear,
+            mipmap_filter: wgpu::MipmapFilterMode::Nearest,
+            lod_min_clamp: 0.0,
+            lod_max_clamp: 1.0,
+            compare: None,
+            anisotropy_clamp: 1,
+            border_color: None,
+        });
         let description = format!(
             "{} ({:?}, {:?}), {:?}",
             info.name, info.backend, info.device_type, mode
         );
         let mut p = GpuPresenter {
             pixels,
-            picture_pipeline,
+            picture_float,
+            picture_uint,
             sprite_pipeline,
-            plane_layout,
+            float_layout,
+            uint_layout,
             sprite_layout,
             params,
             sampler,
+            plane_sampler,
+            norm16,
             vertices,
             planes: None,
             shown: None,
@@ -368,7 +455,11 @@ impl GpuPresenter {
         stats.convert_us = micros(started.elapsed());
         let rendered = Instant::now();
         let planes = self.planes.as_ref();
-        let (picture, sprite) = (&self.picture_pipeline, &self.sprite_pipeline);
+        let picture = match planes.map(|p| p.sampling) {
+            Some(Sampling::Uint) => &self.picture_uint,
+            _ => &self.picture_float,
+        };
+        let sprite = &self.sprite_pipeline;
         let (vertices, slots) = (&self.vertices, &self.sprites);
         self.pixels.render_with(|encoder, target, _ctx| {
             let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
@@ -496,10 +587,10 @@ impl GpuPresenter {
 
     fn create_planes(&self, format: PictureFormat, (w, h): (u32, u32)) -> Planes {
         let device = self.pixels.device();
-        let texel = if format.bit_depth() > 8 {
-            TextureFormat::R16Uint
-        } else {
-            TextureFormat::R8Uint
+        let (texel, sampling, scale) = match (format.bit_depth() > 8, self.norm16) {
+            (false, _) => (TextureFormat::R8Unorm, Sampling::Float, 255.0),
+            (true, true) => (TextureFormat::R16Unorm, Sampling::Float, 65535.0),
+            (true, false) => (TextureFormat::R16Uint, Sampling::Uint, 1.0),
         };
         let (cw, ch) = format.chroma_size(w, h);
         let texture = |label, width, height| {
@@ -527,30 +618,44 @@ impl GpuPresenter {
             .iter()
             .map(|t| t.create_view(&wgpu::TextureViewDescriptor::default()))
             .collect();
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::TextureView(&views[0]),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: wgpu::BindingResource::TextureView(&views[1]),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: wgpu::BindingResource::TextureView(&views[2]),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: self.params.as_entire_binding(),
+            },
+        ];
+        let layout = match sampling {
+            Sampling::Float => {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: wgpu::BindingResource::Sampler(&self.plane_sampler),
+                });
+                &self.float_layout
+            }
+            Sampling::Uint => &self.uint_layout,
+        };
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("sightline planes"),
-            layout: &self.plane_layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::TextureView(&views[0]),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: wgpu::BindingResource::TextureView(&views[1]),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: wgpu::BindingResource::TextureView(&views[2]),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: self.params.as_entire_binding(),
-                },
-            ],
+            layout,
+            entries: &entries,
         });
+        debug!(?texel, ?sampling, "plane textures");
         Planes {
             format,
+            sampling,
+            scale,
             size: (w, h),
             textures,
             bind_group,
@@ -596,6 +701,10 @@ impl GpuPresenter {
             if bits > 8 { 1.0 / 255.0 } else { 0.0 },
             if identity { 1.0 } else { 0.0 },
             if self.srgb_surface { 1.0 } else { 0.0 },
+            0.0,
+            planes.scale,
+            0.0,
+            0.0,
             0.0,
         ];
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
@@ -726,8 +835,17 @@ impl GpuPresenter {
     }
 }
 
-/// Bytes of the shader's `Params` (five `vec4<f32>`).
-const PARAMS_BYTES: usize = 5 * 16;
+/// Bytes of the shader's `Params` (six `vec4<f32>`).
+const PARAMS_BYTES: usize = 6 * 16;
+
+/// The picture shader for `sampling`: its sampling prelude, then the conversion.
+fn shader(sampling: Sampling) -> String {
+    let prelude = match sampling {
+        Sampling::Float => include_str!("yuv_float.wgsl"),
+        Sampling::Uint => include_str!("yuv_uint.wgsl"),
+    };
+    format!("{prelude}\n{}", include_str!("yuv.wgsl"))
+}
 
 fn micros(d: Duration) -> u32 {
     u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
@@ -764,11 +882,12 @@ mod tests {
     fn the_shader_compiles() {
         // naga (wgpu's shader compiler) parses and validates both shaders without a device.
         for (name, src) in [
-            ("yuv.wgsl", include_str!("yuv.wgsl")),
-            ("sprite.wgsl", include_str!("sprite.wgsl")),
+            ("yuv (normalised)", shader(Sampling::Float)),
+            ("yuv (integer)", shader(Sampling::Uint)),
+            ("sprite.wgsl", include_str!("sprite.wgsl").to_string()),
         ] {
-            let module = wgpu::naga::front::wgsl::parse_str(src)
-                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
+            let module = wgpu::naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
             wgpu::naga::valid::Validator::new(
                 wgpu::naga::valid::ValidationFlags::all(),
                 wgpu::naga::valid::Capabilities::empty(),

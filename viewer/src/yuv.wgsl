@@ -1,7 +1,8 @@
-// The GPU present path: Y, Cb and Cr planes as unsigned-integer textures (R8Uint for 8-bit,
-// R16Uint for 10-bit samples), converted to RGB here with the stream's matrix and range, scaled
-// into the window (aspect kept, centred, black bars) with bilinear filtering, and dithered when
-// the samples are deeper than the surface.
+// The GPU present path's conversion (after a sampling prelude, `yuv_float.wgsl` or
+// `yuv_uint.wgsl`, that defines the plane bindings and `sample_y/u/v`): Y, Cb and Cr codes are
+// sampled bilinearly at the window pixel's place in the picture, converted to RGB with the
+// stream's matrix and range, dithered when the samples are deeper than the surface, and black
+// outside the picture (aspect kept, centred).
 
 struct Params {
     // window width, window height, picture width, picture height (pixels)
@@ -14,11 +15,10 @@ struct Params {
     matrix: vec4<f32>,
     // dither amplitude (one surface code, or 0), identity matrix (GBR), sRGB surface, unused
     flags: vec4<f32>,
+    // code per unit of a normalised texture (255, 65535; 1 for integer textures), unused ×3
+    scale: vec4<f32>,
 }
 
-@group(0) @binding(0) var y_plane: texture_2d<u32>;
-@group(0) @binding(1) var u_plane: texture_2d<u32>;
-@group(0) @binding(2) var v_plane: texture_2d<u32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
 @vertex
@@ -27,25 +27,6 @@ fn vs_main(@builtin(vertex_index) i: u32) -> @builtin(position) vec4<f32> {
     let x = select(-1.0, 3.0, i == 1u);
     let y = select(-1.0, 3.0, i == 2u);
     return vec4<f32>(x, y, 0.0, 1.0);
-}
-
-fn load(t: texture_2d<u32>, xy: vec2<i32>, size: vec2<i32>) -> f32 {
-    let c = clamp(xy, vec2<i32>(0, 0), size - vec2<i32>(1, 1));
-    return f32(textureLoad(t, c, 0).r);
-}
-
-// Bilinear sample at continuous texel coordinates (texel centres at i + 0.5), edges clamped.
-fn bilinear(t: texture_2d<u32>, pos: vec2<f32>) -> f32 {
-    let size = vec2<i32>(textureDimensions(t));
-    let q = pos - vec2<f32>(0.5, 0.5);
-    let fl = floor(q);
-    let i = vec2<i32>(fl);
-    let f = q - fl;
-    let a = load(t, i, size);
-    let b = load(t, i + vec2<i32>(1, 0), size);
-    let c = load(t, i + vec2<i32>(0, 1), size);
-    let d = load(t, i + vec2<i32>(1, 1), size);
-    return mix(mix(a, b, f.x), mix(c, d, f.x), f.y);
 }
 
 // 8×8 Bayer threshold, 0..63 (the same matrix as the CPU path).
@@ -69,11 +50,11 @@ fn fs_main(@builtin(position) frag: vec4<f32>) -> @location(0) vec4<f32> {
     if (c.x < 0.0 || c.y < 0.0 || c.x >= p.sizes.z || c.y >= p.sizes.w) {
         return vec4<f32>(0.0, 0.0, 0.0, 1.0);
     }
-    let y = bilinear(y_plane, c);
     // Chroma sits at the centre of its block: continuous chroma coordinate = luma / divisor.
     let cc = c / p.place.w;
-    let u = bilinear(u_plane, cc);
-    let v = bilinear(v_plane, cc);
+    let y = sample_y(c) * p.scale.x;
+    let u = sample_u(cc) * p.scale.x;
+    let v = sample_v(cc) * p.scale.x;
     let yn = (y - p.levels.x) * p.levels.y;
     var rgb: vec3<f32>;
     if (p.flags.y > 0.5) {
