@@ -47,6 +47,7 @@ fn decoded(w: u32, h: u32) -> DecodedFrame {
         matrix: MATRIX,
         range: RANGE,
         frame: 1,
+        damage: None,
         host_times: None,
         first_packet_us: 0,
         reassembled_us: 0,

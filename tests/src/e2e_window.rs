@@ -174,7 +174,7 @@ fn check(
         ));
     }
     report.push(format!(
-        "{damaged} of {frames} presents used damage lists (mean {} px each)",
+        "{damaged} of {frames} presents were partial updates (mean {} px converted or uploaded)",
         px / u64::from(damaged.max(1))
     ));
 

@@ -520,6 +520,11 @@ impl GpuPresenter {
             .as_ref()
             .filter(|_| same)
             .and_then(|old| changed_rects(old, f, f.damage.as_deref(), 16))
+            // Most of the picture changed: one upload per plane is cheaper than many.
+            .filter(|list| {
+                let area: u64 = list.iter().map(|r| r.area()).sum();
+                area * 4 <= 3 * u64::from(f.width) * u64::from(f.height)
+            })
             .map(|list| {
                 list.iter()
                     .filter_map(|r| r.expand(2, 0, f.width, f.height))

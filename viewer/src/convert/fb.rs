@@ -92,18 +92,32 @@ impl Coeffs {
 
     #[inline(always)]
     fn word(&self, y: i32, u: i32, v: i32, bias: i32) -> u32 {
-        let l = y * self.ys + self.y_off + bias;
-        let (u, v) = (u - self.c_zero, v - self.c_zero);
-        let r = ((l + self.rv * v) >> FRAC).clamp(0, 255) as u32;
-        let g = ((l + self.gu * u + self.gv * v) >> FRAC).clamp(0, 255) as u32;
-        let b = ((l + self.bu * u) >> FRAC).clamp(0, 255) as u32;
-        (r << 16) | (g << 8) | b
+        // Wrapping arithmetic: the values cannot overflow (10-bit samples, 16-bit fractions),
+        // and without overflow checks the loop vectorises in test builds too.
+        let l = y
+            .wrapping_mul(self.ys)
+            .wrapping_add(self.y_off)
+            .wrapping_add(bias);
+        let (u, v) = (u.wrapping_sub(self.c_zero), v.wrapping_sub(self.c_zero));
+        let r = l.wrapping_add(self.rv.wrapping_mul(v));
+        let g = l
+            .wrapping_add(self.gu.wrapping_mul(u))
+            .wrapping_add(self.gv.wrapping_mul(v));
+        let b = l.wrapping_add(self.bu.wrapping_mul(u));
+        let q = |c: i32| (c >> FRAC).clamp(0, 255) as u32;
+        (q(r) << 16) | (q(g) << 8) | q(b)
     }
 
     /// Identity (GBR): Y, Cb, Cr carry G, B, R at luma scale.
     #[inline(always)]
     fn word_gbr(&self, y: i32, u: i32, v: i32, bias: i32) -> u32 {
-        let n = |s: i32| ((s * self.ys + self.y_off + bias) >> FRAC).clamp(0, 255) as u32;
+        let n = |s: i32| {
+            (s.wrapping_mul(self.ys)
+                .wrapping_add(self.y_off)
+                .wrapping_add(bias)
+                >> FRAC)
+                .clamp(0, 255) as u32
+        };
         (n(v) << 16) | (n(y) << 8) | n(u)
     }
 }
