@@ -1,5 +1,7 @@
 //! Colour conversion: the host's RGB → I420 stage (full frames, a damaged 480×240 rectangle,
-//! 10-bit input) and the viewer's I420 → RGBA/BGRX step, on the synthetic desktop picture.
+//! 10-bit input) and the viewer's steps on the synthetic desktop picture: I420 → RGBA/BGRX,
+//! every picture format → framebuffer words (the CPU present path, 10-bit dithered), and the
+//! picture comparison that finds what to repaint.
 //!
 //! The source frame stays in cache between iterations; a freshly captured frame is colder, so
 //! treat these as lower bounds for the pipeline's convert stage.
@@ -11,8 +13,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use sightline_host::capture::{synthetic, CapturedFrame, PixelFormat, Rect};
 use sightline_host::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
 use sightline_protocol::msg::{ColourMatrix, ColourRange};
+use sightline_viewer::convert::fb::{convert_rect, Coeffs, Span};
 use sightline_viewer::convert::{i420_to_bgrx, i420_to_rgba};
-use sightline_viewer::frame::DecodedFrame;
+use sightline_viewer::diff::changed_rects;
+use sightline_viewer::frame::{DecodedFrame, PictureFormat};
 
 const MATRIX: ColourMatrix = ColourMatrix::Bt709;
 const RANGE: ColourRange = ColourRange::Limited;
@@ -107,5 +111,87 @@ fn bench_viewer(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_host, bench_viewer);
+/// `f` in `format`: 10-bit samples widened (`v << 2`), 4:4:4 chroma repeated.
+fn reformat(f: &DecodedFrame, format: PictureFormat) -> DecodedFrame {
+    let (w, h) = (f.width as usize, f.height as usize);
+    let b = format.bytes_per_sample();
+    let sample = |v: u8| -> Vec<u8> {
+        if b == 1 {
+            vec![v]
+        } else {
+            (u16::from(v) << 2).to_le_bytes().to_vec()
+        }
+    };
+    let y: Vec<u8> = (0..h)
+        .flat_map(|r| f.y[r * f.y_stride..][..w].to_vec())
+        .flat_map(sample)
+        .collect();
+    let (cw, ch) = format.chroma_size(f.width, f.height);
+    let chroma = |p: &[u8]| -> Vec<u8> {
+        (0..ch as usize)
+            .flat_map(|r| (0..cw as usize).map(move |c| (r, c)))
+            .map(|(r, c)| {
+                if format.is_420() {
+                    p[r * f.uv_stride + c]
+                } else {
+                    p[r / 2 * f.uv_stride + c / 2]
+                }
+            })
+            .flat_map(sample)
+            .collect()
+    };
+    DecodedFrame {
+        format,
+        y,
+        u: chroma(&f.u),
+        v: chroma(&f.v),
+        y_stride: w * b,
+        uv_stride: cw as usize * b,
+        ..f.clone()
+    }
+}
+
+fn bench_framebuffer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("convert/framebuffer");
+    let (w, h) = SIZES[0];
+    let base = decoded(w, h);
+    let mut words = vec![0u32; w as usize * h as usize];
+    g.throughput(Throughput::Elements(u64::from(w) * u64::from(h)));
+    for format in [
+        PictureFormat::I420,
+        PictureFormat::I444,
+        PictureFormat::I420P10,
+        PictureFormat::I444P10,
+    ] {
+        let frame = reformat(&base, format);
+        let k = Coeffs::of(&frame);
+        let all = Span {
+            x0: 0,
+            x1: w as usize,
+            y0: 0,
+            y1: h as usize,
+        };
+        g.bench_function(
+            BenchmarkId::new(format!("{format:?}"), format!("{w}x{h}")),
+            |b| b.iter(|| convert_rect(black_box(&frame), &k, all, &mut words, w as usize, (0, 0))),
+        );
+    }
+    // Finding what changed: nothing, or one 480×240 patch.
+    let mut patched = base.clone();
+    for r in 420..660 {
+        for x in 720..1200 {
+            patched.y[r * patched.y_stride + x] ^= 0x20;
+        }
+    }
+    g.bench_function(
+        BenchmarkId::new("diff_unchanged", format!("{w}x{h}")),
+        |b| b.iter(|| changed_rects(black_box(&base), black_box(&base), None, 16)),
+    );
+    g.bench_function(BenchmarkId::new("diff_480x240", format!("{w}x{h}")), |b| {
+        b.iter(|| changed_rects(black_box(&base), black_box(&patched), None, 16))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_host, bench_viewer, bench_framebuffer);
 criterion_main!(benches);

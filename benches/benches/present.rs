@@ -36,7 +36,7 @@ fn summary(name: &str, recs: &[PresentRecord]) -> String {
     let damaged = recs.iter().filter(|r| !r.full).count();
     format!(
         "{name:<16} {:>5} frames  total p50 {:6.2} p99 {:6.2} max {:6.2} ms   \
-         convert p50 {:6.2} p99 {:6.2}   show p50 {:6.2} p99 {:6.2}   damage updates {damaged}",
+         convert p50 {:6.2} p99 {:6.2}   show p50 {:6.2} p99 {:6.2}   partial {damaged}",
         recs.len(),
         pct(&mut total, 0.5),
         pct(&mut total, 0.99),

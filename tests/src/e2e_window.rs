@@ -65,17 +65,9 @@ pub fn streamed_desktop_shows_exactly(name: &str, renderer: Renderer, path: Acti
     *shared.present_tap.lock().unwrap() = Some(tap_tx);
     let title = format!("sightline-{name}");
     let display = x.name();
-    let checker_shared = shared.clone();
     let checker_title = title.clone();
     let checker = std::thread::spawn(move || -> Result<Vec<String>, String> {
-        let r = check(
-            &display,
-            &checker_title,
-            &checker_shared,
-            &tap,
-            &feed,
-            &out_dir,
-        );
+        let r = check(&display, &checker_title, &tap, &feed, &out_dir);
         closer.close(0u32.into(), b"test done");
         r
     });
@@ -118,7 +110,6 @@ pub fn streamed_desktop_shows_exactly(name: &str, renderer: Renderer, path: Acti
 fn check(
     display: &str,
     title: &str,
-    shared: &WindowShared,
     tap: &mpsc::Receiver<PresentRecord>,
     feed: &sightline_host::pipeline::VideoFeed,
     out_dir: &std::path::Path,
@@ -150,7 +141,6 @@ fn check(
         }
     };
     report.push("bars: every bar's middle half within ±12".into());
-    let _ = shared.renderer();
 
     // 2. Damage use while the scene runs.
     while tap.try_recv().is_ok() {}

@@ -477,7 +477,7 @@ impl BenchReport {
         if let Some((convert, show, damage)) = self.present_summary() {
             out += &format!(
                 "present: convert/upload p50 {:.2} ms p99 {:.2} ms, show p50 {:.2} ms p99 {:.2} ms, \
-                 damage updates {damage}/{}\n",
+                 partial updates {damage}/{}\n",
                 ms(convert.p50),
                 ms(convert.p99),
                 ms(show.p50),
@@ -528,7 +528,7 @@ impl BenchReport {
                 "convert": pct(&c),
                 "show": pct(&s),
                 "frames": self.presents.len(),
-                "damage_updates": damage,
+                "partial_updates": damage,
             })),
             "longest_gap_us": self.longest_gap_us,
             "samples": self.samples.iter().map(|s| serde_json::json!({

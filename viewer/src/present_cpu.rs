@@ -22,8 +22,8 @@
 //!   known to have changed.
 //!
 //! Then the overlays are blended on top and only the union of what changed is pushed with
-//! `present_with_damage`. `present` returns once the display server has taken the pixels (on
-//! X11 it waits for the `XShmPutImage` to complete), so the time it reports is the real cost.
+//! `present_with_damage`. On X11 `present` returns once the server has copied the pixels (it
+//! waits for the `XShmPutImage` to complete), so the time it reports is the real cost.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -83,6 +83,8 @@ pub struct CpuPresenter {
     map: Option<FillMap>,
     history: VecDeque<Changes>,
     scratch: Vec<u32>,
+    /// X11: wait for the server to finish each put (see [`CpuPresenter::present`]).
+    wait_for_server: bool,
 }
 
 impl std::fmt::Debug for CpuPresenter {
@@ -112,6 +114,7 @@ impl CpuPresenter {
             map: None,
             history: VecDeque::new(),
             scratch: Vec::new(),
+            wait_for_server: is_x11(&window),
         };
         p.resize_surface(size.width, size.height)?;
         Ok(p)
@@ -257,9 +260,13 @@ impl CpuPresenter {
                     .map_err(|e| e.to_string())?;
             }
         }
-        // Wait until the display server has the pixels (X11: the SHM put completed), so the
-        // present time is the real one and the next frame never waits behind this one.
-        drop(self.surface.buffer_mut().map_err(|e| e.to_string())?);
+        // X11: wait until the server has copied the pixels (softbuffer's next `buffer_mut`
+        // waits for the SHM put to complete), so the present time is the real one and the next
+        // frame never waits behind this one. (On Wayland the compositor reads the buffer when it
+        // composes; there is nothing to wait for here.)
+        if self.wait_for_server {
+            drop(self.surface.buffer_mut().map_err(|e| e.to_string())?);
+        }
         stats.present_us = micros(pushed.elapsed());
         self.history.push_back(Changes {
             picture: (!full).then_some(repaint),
@@ -271,6 +278,14 @@ impl CpuPresenter {
         self.map = Some(map);
         Ok(stats)
     }
+}
+
+fn is_x11(window: &Window) -> bool {
+    use winit::raw_window_handle::{HasWindowHandle, RawWindowHandle};
+    matches!(
+        window.window_handle().map(|h| h.as_raw()),
+        Ok(RawWindowHandle::Xlib(_) | RawWindowHandle::Xcb(_))
+    )
 }
 
 fn to_softbuffer(r: &DamageRect) -> Option<softbuffer::Rect> {

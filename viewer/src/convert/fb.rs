@@ -161,20 +161,53 @@ fn span<S: Sample, const SUB: usize>(
 ) {
     let n = out.len();
     let full = n / 8 * 8;
-    let (yb, cb) = (8 * S::BYTES, (8 >> SUB) * S::BYTES);
-    let chunks = out[..full]
-        .chunks_exact_mut(8)
-        .zip(y.chunks_exact(yb))
-        .zip(u.chunks_exact(cb).zip(v.chunks_exact(cb)));
-    for ((o, yy), (uu, vv)) in chunks {
-        for j in 0..8 {
-            let c = j >> SUB;
-            o[j] = k.word(S::at(yy, j), S::at(uu, c), S::at(vv, c), bias[j]);
+    if SUB == 1 && S::BYTES == 1 {
+        // 8-bit 4:2:0: pairs of pixels sharing a chroma sample, with the one rounding bias of
+        // undithered samples (what the vectoriser handles best for this layout).
+        let round = bias[0];
+        let pairs = out[..full]
+            .chunks_exact_mut(2)
+            .zip(y.chunks_exact(2))
+            .zip(u.iter().zip(v));
+        for ((o, yy), (&cu, &cv)) in pairs {
+            let (cu, cv) = (i32::from(cu), i32::from(cv));
+            o[0] = k.word(i32::from(yy[0]), cu, cv, round);
+            o[1] = k.word(i32::from(yy[1]), cu, cv, round);
         }
+    } else {
+        span_lanes::<S, SUB>(k, y, u, v, bias, &mut out[..full]);
     }
     for j in full..n {
         let c = j >> SUB;
         out[j] = k.word(S::at(y, j), S::at(u, c), S::at(v, c), bias[j & 7]);
+    }
+}
+
+/// Eight pixels at a time: samples into lanes first (chroma repeated for 4:2:0), then eight
+/// identical lanes of arithmetic.
+#[inline(always)]
+fn span_lanes<S: Sample, const SUB: usize>(
+    k: &Coeffs,
+    y: &[u8],
+    u: &[u8],
+    v: &[u8],
+    bias: &[i32; 8],
+    out: &mut [u32],
+) {
+    let (yb, cb) = (8 * S::BYTES, (8 >> SUB) * S::BYTES);
+    let chunks = out
+        .chunks_exact_mut(8)
+        .zip(y.chunks_exact(yb))
+        .zip(u.chunks_exact(cb).zip(v.chunks_exact(cb)));
+    for ((o, yy), (uu, vv)) in chunks {
+        // Samples into lanes first (chroma repeated for 4:2:0), then eight identical lanes of
+        // arithmetic: the shape the vectoriser handles for every sample size.
+        let ys: [i32; 8] = std::array::from_fn(|j| S::at(yy, j));
+        let us: [i32; 8] = std::array::from_fn(|j| S::at(uu, j >> SUB));
+        let vs: [i32; 8] = std::array::from_fn(|j| S::at(vv, j >> SUB));
+        for j in 0..8 {
+            o[j] = k.word(ys[j], us[j], vs[j], bias[j]);
+        }
     }
 }
 
