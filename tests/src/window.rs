@@ -106,7 +106,7 @@ pub fn bars_frame(w: u32, h: u32, format: PictureFormat, number: u32) -> Decoded
 
 /// The bars (even `i`) or the bars mirrored (odd `i`): consecutive frames differ everywhere.
 pub fn alternating(w: u32, h: u32, i: usize) -> DecodedFrame {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         bars_frame(w, h, PictureFormat::I420, 0)
     } else {
         picture(w, h, PictureFormat::I420, 0, |x, _| {

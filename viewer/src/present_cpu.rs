@@ -252,9 +252,7 @@ impl CpuPresenter {
                 .iter()
                 .filter_map(to_softbuffer)
                 .collect();
-            if push.is_empty() {
-                drop(buffer);
-            } else {
+            if !push.is_empty() {
                 buffer
                     .present_with_damage(&push)
                     .map_err(|e| e.to_string())?;
@@ -265,7 +263,7 @@ impl CpuPresenter {
         // frame never waits behind this one. (On Wayland the compositor reads the buffer when it
         // composes; there is nothing to wait for here.)
         if self.wait_for_server {
-            drop(self.surface.buffer_mut().map_err(|e| e.to_string())?);
+            let _done = self.surface.buffer_mut().map_err(|e| e.to_string())?;
         }
         stats.present_us = micros(pushed.elapsed());
         self.history.push_back(Changes {

@@ -70,7 +70,7 @@ pub enum Backend {
     /// GPU.
     Gpu(Box<GpuPresenter>),
     /// CPU.
-    Cpu(CpuPresenter),
+    Cpu(Box<CpuPresenter>),
 }
 
 impl Backend {
@@ -148,7 +148,7 @@ fn open_cpu(window: &Arc<Window>, why: String) -> Result<(Backend, RendererInfo)
     let detail = format!("softbuffer; {why}");
     info!(%detail, init_ms = started.elapsed().as_millis() as u64, "renderer ready: CPU framebuffer");
     Ok((
-        Backend::Cpu(c),
+        Backend::Cpu(Box::new(c)),
         RendererInfo {
             path: ActivePath::Cpu,
             detail,

@@ -299,7 +299,7 @@ pub fn convert_row(frame: &DecodedFrame, k: &Coeffs, row: usize, x0: usize, out:
 
 fn check(frame: &DecodedFrame, s: Span) {
     assert!(
-        s.x0 % 2 == 0
+        s.x0.is_multiple_of(2)
             && s.x0 <= s.x1
             && s.y0 <= s.y1
             && s.x1 <= frame.width as usize
