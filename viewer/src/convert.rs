@@ -1,5 +1,6 @@
-//! YUV → RGB for presenting: a decoded I420 picture to tight RGBA (for wgpu/pixels) or BGRX
-//! (for a CPU framebuffer such as softbuffer) rows.
+//! YUV → RGB: a decoded I420 picture to tight RGBA or BGRX rows (screenshots, tools, the
+//! benches). The renderers do not use these: the CPU present path converts every picture format
+//! straight into its framebuffer with [`fb`], the GPU path converts in a shader.
 //!
 //! # Model
 //!

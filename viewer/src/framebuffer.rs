@@ -9,8 +9,10 @@
 //! * Overlays ([`Sprite`]s: the cursor, the stats panel) are blended on top ([`draw_sprite`])
 //!   and taken away by painting their rectangle from the picture again on the next present.
 //!
-//! Other sources of pixels (lossless tiles, later) fit the same shape: anything that can paint
-//! a window rectangle of the picture.
+//! Other sources of pixels fit the same shape: [`paint_words`] paints a picture rectangle that
+//! arrives already in RGB (lossless tiles), scaled the same way. A tile layer also has to be a
+//! repaint source: what the CPU presenter repaints from the decoded picture (under last
+//! present's overlays, changed tiles) must then be painted from the tiles where they cover it.
 //!
 //! Everything here works on plain slices, so it is tested without a window; the softbuffer glue
 //! is [`crate::present_cpu`].
@@ -236,6 +238,34 @@ pub fn paint(
         }
     }
     converted
+}
+
+/// Paints picture rectangle `r` from `words` (`0x00RRGGBB`, `stride` words per row, its first
+/// word the picture pixel at `r`'s top-left) — for pixels that arrive already in RGB, such as
+/// lossless tiles — scaled like the picture; returns the window rectangle it covered.
+pub fn paint_words(
+    map: &FillMap,
+    r: &DamageRect,
+    words: &[u32],
+    stride: usize,
+    t: &mut Target<'_>,
+) -> Option<DamageRect> {
+    let r = r.clip(map.picture.0, map.picture.1)?;
+    let (rw, rh) = (usize::from(r.width), usize::from(r.height));
+    if stride < rw || words.len() < stride * (rh - 1) + rw {
+        return None;
+    }
+    let wr = map.to_window(&r)?;
+    for wy in u32::from(wr.y)..wr.bottom() {
+        let sy = map.ys[wy as usize - map.y0] as usize - usize::from(r.y);
+        let src = &words[sy * stride..];
+        let row = wy as usize * t.width;
+        for wx in u32::from(wr.x)..wr.right() {
+            let sx = map.xs[wx as usize - map.x0] as usize - usize::from(r.x);
+            t.words[row + wx as usize] = src[sx];
+        }
+    }
+    Some(wr)
 }
 
 /// Blends `sprite` over the framebuffer; returns the window rectangle it touched.
@@ -526,5 +556,25 @@ mod tests {
             ..red.clone()
         };
         assert_eq!(draw_sprite(&map, &off, &mut t), None);
+    }
+
+    #[test]
+    fn rgb_tiles_paint_scaled_like_the_picture() {
+        // A 4×2 tile at (8, 6) of a 32×16 picture shown 2× in a 64×32 window.
+        let map = FillMap::new((64, 32), (32, 16));
+        let mut words = vec![0; 64 * 32];
+        let mut t = Target {
+            words: &mut words,
+            width: 64,
+            height: 32,
+        };
+        let tile: Vec<u32> = (0..8).map(|i| 0x10_0000 * (i + 1)).collect();
+        let wr = paint_words(&map, &rect(8, 6, 4, 2), &tile, 4, &mut t).unwrap();
+        assert_eq!(wr, rect(16, 12, 8, 4));
+        assert_eq!(t.words[12 * 64 + 16], tile[0]);
+        assert_eq!(t.words[13 * 64 + 17], tile[0]);
+        assert_eq!(t.words[15 * 64 + 23], tile[7]);
+        assert_eq!(t.words[16 * 64 + 16], 0, "nothing below the tile");
+        assert!(paint_words(&map, &rect(8, 6, 4, 2), &tile[..5], 4, &mut t).is_none());
     }
 }
