@@ -247,6 +247,12 @@ pub fn render(cmd: &Command, matches: &ArgMatches, header: &str) -> String {
             .or_else(|| arg.get_help())
             .map(|h| h.to_string())
             .unwrap_or_default();
+        let help = help.trim_end();
+        let help = if help.ends_with(['.', ')', ':']) || help.is_empty() {
+            help.to_owned()
+        } else {
+            format!("{help}.")
+        };
         wrap_comment(&help, &mut out);
         let possible: Vec<String> = arg
             .get_possible_values()
@@ -269,7 +275,7 @@ pub fn render(cmd: &Command, matches: &ArgMatches, header: &str) -> String {
             continue;
         }
         match defaults.as_slice() {
-            [] => out.push_str("# Default: none (see above).\n"),
+            [] => out.push_str("# Default: not set.\n"),
             [d] => out.push_str(&format!("# Default: {}.\n", toml_value(d))),
             many => out.push_str(&format!("# Default: {}.\n", many.join(", "))),
         }
@@ -281,8 +287,13 @@ pub fn render(cmd: &Command, matches: &ArgMatches, header: &str) -> String {
             matches.value_source(id),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         );
+        let placeholder = arg
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| id.to_uppercase());
         match raw.as_slice() {
-            [] => out.push_str(&format!("# {id} = \"\"\n")),
+            [] => out.push_str(&format!("# {id} = \"{placeholder}\"\n")),
             [v] if !explicit => out.push_str(&format!("# {id} = {}\n", toml_value(v))),
             [v] => out.push_str(&format!("{id} = {}\n", toml_value(v))),
             many => out.push_str(&format!(
@@ -385,7 +396,7 @@ mod tests {
         assert!(text.contains("max_sessions = 3\n"), "{text}");
         assert!(text.contains("# listen = \"0.0.0.0:4433\"\n"), "{text}");
         assert!(text.contains("# Default: 0.1.\n"), "{text}");
-        assert!(text.contains("# source = \"\"\n"), "{text}");
+        assert!(text.contains("# source = \"SOURCE\"\n"), "{text}");
         assert!(text.contains("# One of: x11, synthetic.\n"), "{text}");
         assert!(!text.contains("config ="), "{text}");
         let back = parse(&text, &[]).unwrap();

@@ -505,8 +505,9 @@ pub fn open_window(
     Ok(window)
 }
 
+/// Gives `path` to the owner of its directory (when run as root for a service user).
 #[cfg(unix)]
-fn hand_to_directory_owner(path: &Path) {
+pub fn hand_to_directory_owner(path: &Path) {
     use std::os::unix::fs::MetadataExt;
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
         return;
@@ -516,7 +517,7 @@ fn hand_to_directory_owner(path: &Path) {
     };
     if dir_meta.uid() != file_meta.uid() || dir_meta.gid() != file_meta.gid() {
         if let Err(e) = std::os::unix::fs::chown(path, Some(dir_meta.uid()), Some(dir_meta.gid())) {
-            warn!(path = %path.display(), error = %e, "could not hand the pairing file to the host's user");
+            warn!(path = %path.display(), error = %e, "could not hand the file to the host's user");
         }
     }
 }

@@ -179,6 +179,7 @@ impl Security {
     }
 
     /// Handshakes in flight now.
+    #[cfg(test)]
     pub fn handshakes(&self) -> usize {
         self.handshakes.load(Ordering::SeqCst)
     }

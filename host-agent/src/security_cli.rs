@@ -208,6 +208,11 @@ pub fn run_pair(
         .unwrap_or_else(|| config::default_audit_log(authorized));
     // The host's audit log is optional here: the running host records every attempt anyway.
     let audit = AuditLog::open(&audit_path).ok();
+    // Run as root for the packaged service: a log created here must stay writable by it.
+    #[cfg(unix)]
+    if audit.is_some() {
+        crate::pair::hand_to_directory_owner(&audit_path);
+    }
     let by = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_default();

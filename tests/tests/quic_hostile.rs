@@ -284,9 +284,10 @@ async fn a_thousand_connection_attempts_and_udp_noise_leave_the_authorized_viewe
     let pki = Pki::new();
     let mut host = TestHost::start(&pki, Capabilities::default());
     let known = pki.known_hosts("known_hosts", host.addr, &pki.host);
+    let addr = host.addr;
     let opts = || {
         pki.connect_options(
-            host.addr,
+            addr,
             &pki.viewer,
             known.clone(),
             TrustPolicy::PinnedOnly,

@@ -22,7 +22,8 @@ async fn revoking_ends_the_running_session_and_refuses_the_next_connection() {
         cfg.security.revocation_check = Duration::from_millis(100);
     });
     let known = pki.known_hosts("known_hosts", host.addr, &pki.host);
-    let opts = || pki.connect_options(host.addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly);
+    let addr = host.addr;
+    let opts = || pki.connect_options(addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly);
     let mut conn = connect(opts()).await.expect("authorized viewer connects");
     host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. }))
         .await;
