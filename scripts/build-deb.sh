@@ -19,8 +19,13 @@ out="${1:-$CARGO_TARGET_DIR/debian}"
 mkdir -p "$out"
 command -v cargo-deb >/dev/null || { echo "cargo-deb missing: run scripts/deps.sh" >&2; exit 1; }
 
-cargo build --locked --profile "$profile" -p sightline-certs -p sightline-host-agent \
-  -p sightline-viewer --bins
+if [ "$profile" = dev ]; then
+  # The binaries `cargo test --workspace` builds (same features, so nothing is rebuilt when the
+  # suite ran first).
+  cargo test --workspace --locked --all-targets --no-run
+else
+  cargo build --locked --release -p sightline-certs -p sightline-host-agent -p sightline-viewer --bins
+fi
 for p in sightline-certs sightline-host-agent sightline-viewer; do
   cargo deb --locked --no-build --profile "$profile" -p "$p" --output "$out"
 done

@@ -328,7 +328,8 @@ pub struct PairingWindow {
     pub max_failures: u32,
 }
 
-const WINDOW_HEADER: &str = "# Sightline pairing window: a one-time code for `viewer HOST --pair CODE`.\n\
+const WINDOW_HEADER: &str =
+    "# Sightline pairing window: a one-time code for `viewer HOST --pair CODE`.\n\
 # Written by `host-agent pair`; deleted when used, expired or after too many wrong codes.\n";
 
 impl PairingWindow {
@@ -400,9 +401,15 @@ impl PairingWindow {
             }
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
             let value = value.trim();
-            let num = |v: &str| v.parse::<u64>().map_err(|_| err(line_no, "expected a number"));
+            let num = |v: &str| {
+                v.parse::<u64>()
+                    .map_err(|_| err(line_no, "expected a number"))
+            };
             match key {
-                "code" => code = Some(PairingCode::parse(value).map_err(|e| err(line_no, &e.to_string()))?),
+                "code" => {
+                    code =
+                        Some(PairingCode::parse(value).map_err(|e| err(line_no, &e.to_string()))?)
+                }
                 "opened" => opened = Some(num(value)?),
                 "expires" => expires = Some(num(value)?),
                 "failures" => failures = num(value)?.min(u64::from(u32::MAX)) as u32,
@@ -480,7 +487,10 @@ impl PairingHostVerifier {
 
     /// The fingerprint the host presented, once the handshake got that far.
     pub fn presented(&self) -> Option<Fingerprint> {
-        *self.presented.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .presented
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -494,7 +504,10 @@ impl ServerCertVerifier for PairingHostVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let presented = Fingerprint::of_der(end_entity.as_ref());
-        *self.presented.lock().unwrap_or_else(PoisonError::into_inner) = Some(presented);
+        *self
+            .presented
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(presented);
         match self.pinned {
             Some(pinned) if pinned != presented => {
                 let outcome = PinOutcome::Mismatch {
@@ -576,7 +589,10 @@ mod tests {
         assert_eq!(shown.len(), 9);
         assert_eq!(&shown[4..5], "-");
         assert_eq!(PairingCode::parse(&shown).unwrap(), c);
-        assert_eq!(PairingCode::parse(" 1234 5678 ").unwrap().digits(), "12345678");
+        assert_eq!(
+            PairingCode::parse(" 1234 5678 ").unwrap().digits(),
+            "12345678"
+        );
         assert!(PairingCode::parse("1234-567").is_err());
         assert!(PairingCode::parse("1234-567a").is_err());
         assert!(!format!("{c:?}").contains(c.digits()));

@@ -222,7 +222,10 @@ mod tests {
             .map(|(i, log)| {
                 std::thread::spawn(move || {
                     for n in 0..500 {
-                        log.record("test", serde_json::json!({"writer": i, "n": n, "pad": "x".repeat(300)}));
+                        log.record(
+                            "test",
+                            serde_json::json!({"writer": i, "n": n, "pad": "x".repeat(300)}),
+                        );
                     }
                 })
             })

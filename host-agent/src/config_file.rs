@@ -131,10 +131,12 @@ pub fn file_args(
     path: &Path,
     text: &str,
 ) -> Result<Vec<OsString>, ConfigError> {
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-        path: path.to_path_buf(),
-        detail: e.to_string().trim().to_string(),
-    })?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            detail: e.to_string().trim().to_string(),
+        })?;
     let settings = settings(cmd);
     let mut out = Vec::new();
     for (key, value) in &table {
@@ -298,7 +300,10 @@ pub fn render(cmd: &Command, matches: &ArgMatches, header: &str) -> String {
             [v] => out.push_str(&format!("{id} = {}\n", toml_value(v))),
             many => out.push_str(&format!(
                 "{id} = [{}]\n",
-                many.iter().map(|v| toml_value(v)).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|v| toml_value(v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }
@@ -373,9 +378,16 @@ mod tests {
         assert!(e.contains("valid keys: listen, max_sessions"), "{e}");
         let e = parse("config = \"x\"\n", &[]).unwrap_err().to_string();
         assert!(e.contains("unknown key `config`"), "{e}");
-        let e = parse("max_sessions = \"many\"\n", &[]).unwrap_err().to_string();
-        assert!(e.contains("key `max_sessions`") && e.contains("many"), "{e}");
-        let e = parse("source = \"wayland\"\n", &[]).unwrap_err().to_string();
+        let e = parse("max_sessions = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("key `max_sessions`") && e.contains("many"),
+            "{e}"
+        );
+        let e = parse("source = \"wayland\"\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("key `source`"), "{e}");
         let e = parse("quiet = 1\n", &[]).unwrap_err().to_string();
         assert!(e.contains("true or false"), "{e}");
@@ -390,7 +402,14 @@ mod tests {
         let cmd = Demo::command();
         let m = cmd
             .clone()
-            .try_get_matches_from(["demo", "--max-sessions", "3", "--quiet", "--record", "/tmp/r"])
+            .try_get_matches_from([
+                "demo",
+                "--max-sessions",
+                "3",
+                "--quiet",
+                "--record",
+                "/tmp/r",
+            ])
             .unwrap();
         let text = render(&cmd, &m, "Demo settings.");
         assert!(text.contains("max_sessions = 3\n"), "{text}");

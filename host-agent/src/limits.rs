@@ -306,7 +306,10 @@ mod tests {
         });
         let flood: Vec<_> = (0..1000).map(|_| t.check(ip("127.0.0.2"), t0)).collect();
         assert_eq!(
-            flood.iter().filter(|d| **d == ConnectDecision::Allow).count(),
+            flood
+                .iter()
+                .filter(|d| **d == ConnectDecision::Allow)
+                .count(),
             10
         );
         // The first refusal is reported, the rest are counted until the next report.

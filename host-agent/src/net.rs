@@ -14,18 +14,18 @@ use sightline_certs::{
     host_tls_config, quic_initial_suite, AuthorizedViewerVerifier, AuthorizedViewers, Fingerprint,
     Identity,
 };
+use sightline_protocol::msg::GoodbyeReason;
 use sightline_protocol::msg::{Capabilities, InputEvent};
 use sightline_protocol::msg::{CursorPosition, CursorShape, StreamConfig};
+use sightline_protocol::pair::PAIR_ALPN;
 use sightline_protocol::session::{HostConfig, HostEvent, HostSession, InputOrigin};
 use sightline_protocol::time::{HostMicros, WireClock};
+use sightline_protocol::transport::CLOSE_REFUSED;
 use sightline_protocol::transport::{
     crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
 };
 use sightline_protocol::video::{packetize, FecConfig, FRAGMENT_OVERHEAD};
-use sightline_protocol::msg::GoodbyeReason;
-use sightline_protocol::pair::PAIR_ALPN;
-use sightline_protocol::transport::CLOSE_REFUSED;
 use sightline_protocol::{Channel, ALPN};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -285,7 +285,10 @@ impl HostEndpoint {
         let path = self.cfg.authorized_path.clone();
         let authorized = self.authorized.clone();
         let security = self.security.clone();
-        let period = self.security.revocation_check.max(Duration::from_millis(50));
+        let period = self
+            .security
+            .revocation_check
+            .max(Duration::from_millis(50));
         tokio::spawn(async move {
             let stamp = |p: &std::path::Path| {
                 std::fs::metadata(p)
@@ -698,7 +701,11 @@ impl SessionCtx {
         debug!(frames_sent, "session loop done");
         let stats = conn.stats();
         self.security.audit(
-            if started { "session_end" } else { "session_failed" },
+            if started {
+                "session_end"
+            } else {
+                "session_failed"
+            },
             json!({
                 "session": format!("{session_id:016x}"),
                 "viewer": authorized_as,

@@ -52,9 +52,13 @@ impl PairingWindows {
 
     /// The current window, read from disk when the file changed since the last look.
     pub fn current(&self) -> Option<PairingWindow> {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), inode(&m)));
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| {
+            (
+                m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                m.len(),
+                inode(&m),
+            )
+        });
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if stamp.is_none() {
             *cache = (None, None);
@@ -152,7 +156,13 @@ impl PairingService {
             .limits()
     }
 
-    fn audit(&self, remote: SocketAddr, viewer: Fingerprint, outcome: &str, extra: serde_json::Value) {
+    fn audit(
+        &self,
+        remote: SocketAddr,
+        viewer: Fingerprint,
+        outcome: &str,
+        extra: serde_json::Value,
+    ) {
         if let Some(a) = &self.audit {
             let mut fields = json!({
                 "remote": remote.to_string(),
@@ -198,7 +208,8 @@ impl PairingService {
                 .await;
         };
         if version != PAIR_VERSION {
-            let why = format!("this host speaks pairing revision {PAIR_VERSION}, the viewer {version}");
+            let why =
+                format!("this host speaks pairing revision {PAIR_VERSION}, the viewer {version}");
             return self
                 .refuse(&conn, &mut x, remote, viewer, PairRefusal::Version, 0, why)
                 .await;
@@ -311,7 +322,15 @@ impl PairingService {
             Ok(r) => r,
             Err(e) => {
                 return self
-                    .refuse(conn, x, remote, viewer, PairRefusal::Protocol, 0, e.to_string())
+                    .refuse(
+                        conn,
+                        x,
+                        remote,
+                        viewer,
+                        PairRefusal::Protocol,
+                        0,
+                        e.to_string(),
+                    )
                     .await
             }
         };
@@ -431,7 +450,10 @@ impl PairingService {
         );
         if !window.is_open(unix_now()) {
             let _ = PairingWindow::remove(path);
-            warn!("pairing code burned after {} failed attempts", window.failures);
+            warn!(
+                "pairing code burned after {} failed attempts",
+                window.failures
+            );
             if let Some(a) = &self.audit {
                 a.record(
                     "pair_window_closed",

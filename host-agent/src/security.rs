@@ -218,7 +218,11 @@ impl Security {
         if added.is_empty() && removed.is_empty() {
             return;
         }
-        info!(added = added.len(), removed = removed.len(), "authorized viewers changed");
+        info!(
+            added = added.len(),
+            removed = removed.len(),
+            "authorized viewers changed"
+        );
         self.audit(
             "authorized_changed",
             json!({"added": added, "removed": removed}),
@@ -238,7 +242,8 @@ impl Security {
 
 /// The channels a session has, from its negotiated capabilities, for the audit log.
 pub fn channels(caps: &Capabilities) -> Value {
-    let lower = |v: Vec<&'static str>| -> Vec<String> { v.into_iter().map(str::to_lowercase).collect() };
+    let lower =
+        |v: Vec<&'static str>| -> Vec<String> { v.into_iter().map(str::to_lowercase).collect() };
     json!({
         "video": lower(caps.video_codecs.names()),
         "input": lower(caps.input_kinds.names()),

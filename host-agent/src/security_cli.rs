@@ -161,9 +161,10 @@ pub async fn wait_for_shutdown(security: &SecurityRuntime) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut hup), Ok(mut term)) =
-            (signal(SignalKind::hangup()), signal(SignalKind::terminate()))
-        else {
+        let (Ok(mut hup), Ok(mut term)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+        ) else {
             tokio::signal::ctrl_c().await.ok();
             return;
         };

@@ -66,9 +66,23 @@ fn packaged_config_is_what_print_config_writes_for_the_service() {
     }
     // Every setting is in the file, set or commented out with its default.
     for key in [
-        "listen", "identity", "authorized", "max_sessions", "handshake_timeout", "source",
-        "bitrate", "input", "audit_log", "pairing", "pairing_file", "idle_timeout",
-        "max_input_rate", "max_control_rate", "connect_rate", "connect_burst", "max_handshakes",
+        "listen",
+        "identity",
+        "authorized",
+        "max_sessions",
+        "handshake_timeout",
+        "source",
+        "bitrate",
+        "input",
+        "audit_log",
+        "pairing",
+        "pairing_file",
+        "idle_timeout",
+        "max_input_rate",
+        "max_control_rate",
+        "connect_rate",
+        "connect_burst",
+        "max_handshakes",
     ] {
         assert!(
             actual.contains(&format!("\n{key} = ")) || actual.contains(&format!("\n# {key} = ")),
@@ -95,7 +109,10 @@ fn config_file_sets_flags_override_and_typos_are_errors() {
     assert!(text.contains("\nbitrate = 35.5\n"), "{text}");
     assert!(text.contains("\nidle_timeout = 30\n"), "{text}");
     assert!(text.contains("\npairing = false\n"), "{text}");
-    assert!(text.contains("\n# max_handshakes = 32\n"), "defaults stay:\n{text}");
+    assert!(
+        text.contains("\n# max_handshakes = 32\n"),
+        "defaults stay:\n{text}"
+    );
 
     std::fs::write(&cfg, "max_sesions = 2\n").unwrap();
     let out = host_agent(&["--config", c, "--print-config"]);
@@ -111,7 +128,11 @@ fn config_file_sets_flags_override_and_typos_are_errors() {
 
     let out = host_agent(&["--config", "/nonexistent/host.toml", "--print-config"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("/nonexistent/host.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/host.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -139,7 +160,10 @@ fn pair_opens_a_private_one_time_window_and_audits_it() {
         .find_map(|l| l.strip_prefix("pairing code: "))
         .expect("a code is shown");
     assert_eq!(code.len(), 9);
-    assert!(text.contains(&format!("viewer HOST --pair {code}")), "{text}");
+    assert!(
+        text.contains(&format!("viewer HOST --pair {code}")),
+        "{text}"
+    );
     let window_path = tmp.path().join("state/pairing");
     let w = sightline_certs::pairing::PairingWindow::load(&window_path)
         .unwrap()
@@ -150,12 +174,21 @@ fn pair_opens_a_private_one_time_window_and_audits_it() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&window_path).unwrap().permissions().mode();
+        let mode = std::fs::metadata(&window_path)
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let audit = std::fs::read_to_string(tmp.path().join("state/audit.jsonl")).unwrap();
-    assert!(audit.contains("\"event\":\"pair_window_opened\""), "{audit}");
-    assert!(!audit.contains(&w.code.digits().to_string()), "the audit log never holds the code");
+    assert!(
+        audit.contains("\"event\":\"pair_window_opened\""),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains(&w.code.digits().to_string()),
+        "the audit log never holds the code"
+    );
 
     let out = host_agent(&["--authorized", a, "pair", "--close"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -163,5 +196,9 @@ fn pair_opens_a_private_one_time_window_and_audits_it() {
 
     let out = host_agent(&["--authorized", a, "--pairing", "false", "pair"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("pairing is disabled"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pairing is disabled"),
+        "{}",
+        stderr(&out)
+    );
 }

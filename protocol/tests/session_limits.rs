@@ -112,7 +112,10 @@ fn input_flood_is_cut_off_with_a_goodbye_and_releases() {
         Some(CloseReason::Local {
             reason: GoodbyeReason::Refused,
             message,
-        }) => assert!(message.contains("100 input messages per second"), "{message}"),
+        }) => assert!(
+            message.contains("100 input messages per second"),
+            "{message}"
+        ),
         other => panic!("expected a rate-limit close, got {other:?}"),
     }
     let (reason, message) = goodbye_sent(&mut h, t0).expect("goodbye sent");

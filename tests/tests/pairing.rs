@@ -249,9 +249,15 @@ async fn wrong_codes_are_refused_rate_limited_and_burn_the_code() {
         PairError::RateLimited { retry_after, .. } => *retry_after,
         other => panic!("expected a rate limit, got {other}"),
     };
-    assert!(wait > Duration::ZERO && wait <= Duration::from_millis(300), "{wait:?}");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_millis(300),
+        "{wait:?}"
+    );
     assert_eq!(
-        PairingWindow::load(&s.pairing_file).unwrap().unwrap().failures,
+        PairingWindow::load(&s.pairing_file)
+            .unwrap()
+            .unwrap()
+            .failures,
         1
     );
     // Two more wrong codes (waiting out the back-off each time) burn it.
@@ -264,9 +270,14 @@ async fn wrong_codes_are_refused_rate_limited_and_burn_the_code() {
     }
     assert!(!s.pairing_file.exists(), "burned after 3 wrong codes");
     tokio::time::sleep(Duration::from_millis(650)).await;
-    let err = pair(options(&s, &mallory, known.clone(), &window.code.to_string()))
-        .await
-        .expect_err("burned code");
+    let err = pair(options(
+        &s,
+        &mallory,
+        known.clone(),
+        &window.code.to_string(),
+    ))
+    .await
+    .expect_err("burned code");
     assert!(matches!(err, PairError::NoWindow(_)), "{err}");
 
     // Nothing was pinned or authorized.
@@ -313,18 +324,29 @@ async fn pairing_refuses_a_host_whose_pinned_key_changed() {
     let window =
         sightline_host::pair::open_window(&s.pairing_file, Duration::from_secs(60), None, 3)
             .unwrap();
-    let err = pair(options(&s, &newcomer, known.clone(), &window.code.to_string()))
-        .await
-        .expect_err("changed host key");
+    let err = pair(options(
+        &s,
+        &newcomer,
+        known.clone(),
+        &window.code.to_string(),
+    ))
+    .await
+    .expect_err("changed host key");
     let msg = err.to_string();
     assert!(matches!(err, PairError::HostKey(_)), "{msg}");
     assert!(msg.contains(&impostor.fingerprint().to_string()), "{msg}");
     assert!(msg.contains(&s.pki.host.fingerprint().to_string()), "{msg}");
     // The pin was not touched and the code was not spent.
     let k = KnownHosts::load_or_empty(&known).unwrap();
-    assert_eq!(k.lookup(&pin_key(s.host.addr)), Some(impostor.fingerprint()));
     assert_eq!(
-        PairingWindow::load(&s.pairing_file).unwrap().unwrap().failures,
+        k.lookup(&pin_key(s.host.addr)),
+        Some(impostor.fingerprint())
+    );
+    assert_eq!(
+        PairingWindow::load(&s.pairing_file)
+            .unwrap()
+            .unwrap()
+            .failures,
         0
     );
 }
@@ -339,9 +361,9 @@ async fn garbage_on_the_pairing_stream_closes_only_that_connection() {
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ep.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
     for garbage in [
-        vec![0xff, 0xff, 1, 2, 3],           // a frame over the limit
-        vec![3, 0, 9, 9, 9],                 // an unknown message
-        vec![2, 0, 3, 0],                    // a Confirm before Start
+        vec![0xff, 0xff, 1, 2, 3],          // a frame over the limit
+        vec![3, 0, 9, 9, 9],                // an unknown message
+        vec![2, 0, 3, 0],                   // a Confirm before Start
         b"GET / HTTP/1.1\r\n\r\n".to_vec(), // not this protocol at all
     ] {
         let conn = ep.connect(s.host.addr, "localhost").unwrap().await.unwrap();

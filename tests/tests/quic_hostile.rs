@@ -285,14 +285,7 @@ async fn a_thousand_connection_attempts_and_udp_noise_leave_the_authorized_viewe
     let mut host = TestHost::start(&pki, Capabilities::default());
     let known = pki.known_hosts("known_hosts", host.addr, &pki.host);
     let addr = host.addr;
-    let opts = || {
-        pki.connect_options(
-            addr,
-            &pki.viewer,
-            known.clone(),
-            TrustPolicy::PinnedOnly,
-        )
-    };
+    let opts = || pki.connect_options(addr, &pki.viewer, known.clone(), TrustPolicy::PinnedOnly);
     let mut good = connect(opts()).await.unwrap();
     host.wait_for(|e| matches!(e, NetEvent::SessionStarted { .. }))
         .await;
@@ -333,7 +326,9 @@ async fn a_thousand_connection_attempts_and_udp_noise_leave_the_authorized_viewe
     }
     // The authorized viewer is served during the flood, and a new one gets in.
     still_served(&mut good, 3).await;
-    let second = connect(opts()).await.expect("new authorized session during the flood");
+    let second = connect(opts())
+        .await
+        .expect("new authorized session during the flood");
 
     let mut outcomes = std::collections::BTreeMap::new();
     while let Some(r) = attempts.join_next().await {

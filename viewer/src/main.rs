@@ -187,8 +187,9 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?;
     }
     let identity = if args.pair.is_some() {
-        let (id, created) = Identity::load_or_create(&identity_dir, Role::Viewer, &config_name())
-            .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+        let (id, created) =
+            Identity::load_or_create(&identity_dir, Role::Viewer, &config_name())
+                .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
         if created {
             eprintln!(
                 "viewer: created this viewer's identity in {} ({})",
@@ -444,7 +445,11 @@ fn print_summary(report: &serde_json::Value) {
 }
 
 /// `--pair`: pairs (asking for the code when none was given), pins the host, says so.
-fn run_pairing(rt: &tokio::runtime::Runtime, opts: &ConnectOptions, code: &str) -> anyhow::Result<()> {
+fn run_pairing(
+    rt: &tokio::runtime::Runtime,
+    opts: &ConnectOptions,
+    code: &str,
+) -> anyhow::Result<()> {
     use sightline_viewer::pair::{pair, prompt_code, PairOptions};
     let code = if code.is_empty() {
         prompt_code().context("reading the pairing code")?

@@ -118,19 +118,21 @@ fn map_refusal(reason: PairRefusal, retry_after_ms: u32, message: String) -> Pai
 /// A connection error after TLS, in pairing terms.
 fn classify(e: &quinn::ConnectionError) -> PairError {
     match e {
-        quinn::ConnectionError::ConnectionClosed(c) => match crypto_alert(u64::from(c.error_code)) {
-            Some(120) => PairError::NotSupported,
-            Some(alert) if matches!(alert, 42..=46 | 48 | 49) => PairError::NoWindow(format!(
+        quinn::ConnectionError::ConnectionClosed(c) => {
+            match crypto_alert(u64::from(c.error_code)) {
+                Some(120) => PairError::NotSupported,
+                Some(alert) if matches!(alert, 42..=46 | 48 | 49) => PairError::NoWindow(format!(
                 "the host refused this viewer's certificate (TLS alert {}): no pairing window is \
                  open there. Run `host-agent pair` on the host and enter the code it shows",
                 tls_alert_name(alert)
             )),
-            Some(alert) => PairError::Protocol(format!(
-                "the host aborted the TLS handshake (alert {})",
-                tls_alert_name(alert)
-            )),
-            None => PairError::Protocol(format!("the host closed the connection: {c}")),
-        },
+                Some(alert) => PairError::Protocol(format!(
+                    "the host aborted the TLS handshake (alert {})",
+                    tls_alert_name(alert)
+                )),
+                None => PairError::Protocol(format!("the host closed the connection: {c}")),
+            }
+        }
         quinn::ConnectionError::ApplicationClosed(a) => PairError::Protocol(format!(
             "the host closed the connection: {}",
             String::from_utf8_lossy(&a.reason)
@@ -184,8 +186,8 @@ async fn pair_inner(opts: PairOptions) -> Result<Paired, PairError> {
     } else {
         "0.0.0.0:0".parse().expect("literal address")
     };
-    let mut endpoint = quinn::Endpoint::client(bind)
-        .map_err(|e| PairError::Connect(ConnectError::Socket(e)))?;
+    let mut endpoint =
+        quinn::Endpoint::client(bind).map_err(|e| PairError::Connect(ConnectError::Socket(e)))?;
     let quic = QuicClientConfig::with_initial(Arc::new(tls), quic_initial_suite())
         .map_err(|e| PairError::Protocol(format!("QUIC TLS configuration: {e}")))?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
@@ -220,7 +222,7 @@ async fn pair_inner(opts: PairOptions) -> Result<Paired, PairError> {
                     }
                 }
                 other => classify(&other),
-            })
+            });
         }
     };
     let host_fp = verifier

@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
     if data.len() >= 2 {
         match PairMessage::frame_len([data[0], data[1]]) {
             Ok(len) => assert!(len <= MAX_PAIR_MESSAGE_LEN),
-            Err(_) => assert!(usize::from(u16::from_le_bytes([data[0], data[1]])) > MAX_PAIR_MESSAGE_LEN),
+            Err(_) => {
+                assert!(usize::from(u16::from_le_bytes([data[0], data[1]])) > MAX_PAIR_MESSAGE_LEN)
+            }
         }
     }
 });

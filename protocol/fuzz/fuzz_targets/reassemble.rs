@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
                     if only_real {
                         let (bytes, _) = sent.get(&au.frame).expect("completed a frame never sent");
                         assert_eq!(&au.data, bytes, "frame {} rebuilt wrong", au.frame);
-                        assert!(completed.insert(au.frame), "frame {} completed twice", au.frame);
+                        assert!(
+                            completed.insert(au.frame),
+                            "frame {} completed twice",
+                            au.frame
+                        );
                         *newest = Some(newest.map_or(au.frame, |n| n.max(au.frame)));
                     }
                 }
@@ -94,13 +98,25 @@ fuzz_target!(|data: &[u8]| {
                 }
                 if let Ok(f) = VideoFragment::from_bytes(bytes) {
                     let ev = r.push(now_us, f);
-                    check(ev, &mut completed, &mut newest_completed, &mut given_up, &sent);
+                    check(
+                        ev,
+                        &mut completed,
+                        &mut newest_completed,
+                        &mut given_up,
+                        &sent,
+                    );
                 }
             }
             1 => {
                 now_us += len as u64 * 1000;
                 let ev = r.handle_timeout(now_us);
-                check(ev, &mut completed, &mut newest_completed, &mut given_up, &sent);
+                check(
+                    ev,
+                    &mut completed,
+                    &mut newest_completed,
+                    &mut given_up,
+                    &sent,
+                );
             }
             _ => {
                 let Some((&size_knob, body)) = bytes.split_first() else {
@@ -122,7 +138,10 @@ fuzz_target!(|data: &[u8]| {
                     HostStageTimes::default(),
                     &au,
                     payload,
-                    FecConfig { ratio: 0.25, min_parity: 2 },
+                    FecConfig {
+                        ratio: 0.25,
+                        min_parity: 2,
+                    },
                 ) else {
                     continue;
                 };
@@ -144,7 +163,13 @@ fuzz_target!(|data: &[u8]| {
                 sent.insert(frame, (au, keep.len() >= data_count));
                 for f in order {
                     let ev = r.push(now_us, f);
-                    check(ev, &mut completed, &mut newest_completed, &mut given_up, &sent);
+                    check(
+                        ev,
+                        &mut completed,
+                        &mut newest_completed,
+                        &mut given_up,
+                        &sent,
+                    );
                 }
             }
         }
@@ -156,8 +181,7 @@ fuzz_target!(|data: &[u8]| {
         for (frame, (_, enough)) in &sent {
             if *enough && !completed.contains(frame) {
                 assert!(
-                    given_up.contains(frame)
-                        || newest_completed.is_some_and(|n| n > *frame),
+                    given_up.contains(frame) || newest_completed.is_some_and(|n| n > *frame),
                     "frame {frame} had enough fragments but neither completed nor was given up"
                 );
             }
