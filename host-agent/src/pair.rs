@@ -33,8 +33,11 @@ use crate::limits::{PairingDenied, PairingLimits, PairingThrottle};
 #[derive(Debug)]
 pub struct PairingWindows {
     path: PathBuf,
-    cache: Mutex<(Option<(SystemTime, u64, u64)>, Option<PairingWindow>)>,
+    cache: Mutex<(Option<FileStamp>, Option<PairingWindow>)>,
 }
+
+/// Modification time, length and inode: the file changed when any of them did.
+type FileStamp = (SystemTime, u64, u64);
 
 impl PairingWindows {
     /// Windows stored at `path`.

@@ -47,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
     let mut newest_completed: Option<u32> = None;
     let mut given_up: HashSet<u32> = HashSet::new();
 
-    let mut check = |events: Vec<ReassemblyEvent>,
+    let check = |events: Vec<ReassemblyEvent>,
                      completed: &mut HashSet<u32>,
                      newest: &mut Option<u32>,
                      given_up: &mut HashSet<u32>,
@@ -125,10 +125,10 @@ fuzz_target!(|data: &[u8]| {
                 if body.is_empty() {
                     continue;
                 }
-                // The access unit: the body repeated to a size between a few bytes and ~20 KB.
-                let target = 1 + usize::from(size_knob) * 80;
+                // The access unit: the body repeated to a size between a few bytes and ~10 KB.
+                let target = 1 + usize::from(size_knob) * 40;
                 let au: Vec<u8> = body.iter().copied().cycle().take(target).collect();
-                let payload = 64 + usize::from(size_knob % 16) * 64;
+                let payload = 256 + usize::from(size_knob % 16) * 64;
                 let frame = next_frame;
                 next_frame = next_frame.wrapping_add(1);
                 let Ok(frags) = packetize(
