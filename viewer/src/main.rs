@@ -469,7 +469,8 @@ fn run_pairing(
     match result {
         Ok(p) => {
             println!(
-                "paired with {:?} at {}: host key {} pinned in {}; the host authorized this                  viewer as {:?}",
+                "paired with {:?} at {}: host key {} pinned in {}; the host authorized this viewer \
+                 as {:?}",
                 p.host_name,
                 p.pin_key,
                 p.host_fingerprint,
