@@ -18,6 +18,7 @@ PACKAGES=(
   ffmpeg            # checks that recorded streams decode with an independent decoder
   qemu-system-x86 busybox-static cpio xz-utils   # uinput devices tested in a VM with Debian's kernel
   librsvg2-bin      # rsvg-convert: bench plots (SVG) to PNG for a look
+  systemd desktop-file-utils logrotate adduser   # the .deb check: systemd-analyze verify, desktop entry, log rotation, service user
 )
 
 missing=()
@@ -40,3 +41,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+
+# Cargo tools for the packaging and fuzzing checks; built once, then cached in ~/.cargo/bin.
+# Pinned: cargo-deb warns that packaging dev-profile binaries (what the CI check does, to avoid
+# a release build) may become an error in a later version.
+declare -A versions=([cargo-deb]=3.8.0 [cargo-fuzz]=0.13.2)
+for tool in cargo-deb cargo-fuzz; do
+  if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/$tool" ]; then
+    echo "deps: installing $tool (first run only)"
+    cargo install --locked "$tool" --version "${versions[$tool]}"
+  fi
+done

@@ -20,6 +20,7 @@ use sightline_host::inject::{InputSink, LogSink, Router};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
 use sightline_host::probe::ProbeTarget;
+use sightline_host::security_cli::{self, PairArgs, SecurityArgs};
 use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, VideoCodecs};
 use sightline_protocol::session::HostConfig;
 use sightline_protocol::video::FecConfig;
@@ -99,6 +100,30 @@ struct Args {
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
+    /// TOML configuration file (the package installs /etc/sightline/host.toml). Every key is
+    /// one of these flags in snake_case, e.g. `max_sessions = 4`; flags given on the command
+    /// line override the file; unknown keys are an error. `--print-config` writes a documented
+    /// one.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print every setting as a documented TOML configuration file, with the values the flags
+    /// and --config give, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Audit log, pairing and limits.
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Open a pairing window: prints a one-time code that a viewer enters with
+    /// `viewer HOST --pair CODE`; the running host-agent then authorizes that viewer and the
+    /// viewer pins this host. Reads /etc/sightline/host.toml when no --config is given and it
+    /// exists.
+    Pair(PairArgs),
 }
 
 /// Frame sources.
@@ -329,8 +354,45 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     Err(format!("expected ADDR:PORT, ADDR or PORT, got {s:?}"))
 }
 
+/// Parses the command line merged with the configuration file (when there is one).
+fn parse_args() -> anyhow::Result<(Args, clap::ArgMatches)> {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Args::command();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| e.exit());
+    let mut config_path = first.get_one::<PathBuf>("config").cloned();
+    if config_path.is_none()
+        && first.subcommand_name() == Some("pair")
+        && std::path::Path::new(config::SYSTEM_CONFIG).exists()
+    {
+        config_path = Some(PathBuf::from(config::SYSTEM_CONFIG));
+        argv.splice(1..1, ["--config".into(), config::SYSTEM_CONFIG.into()]);
+    }
+    if let Some(path) = &config_path {
+        argv = sightline_host::config_file::merge(&cmd, &argv, path)?;
+    }
+    let matches = cmd.try_get_matches_from(&argv).unwrap_or_else(|e| e.exit());
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((args, matches))
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let (args, matches) = parse_args()?;
+    if args.print_config {
+        use clap::CommandFactory;
+        print!(
+            "{}",
+            sightline_host::config_file::render(
+                &Args::command(),
+                &matches,
+                security_cli::CONFIG_HEADER
+            )
+        );
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -348,6 +410,9 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(config::default_authorized_file);
     let name = args.name.clone().unwrap_or_else(config::machine_name);
+    if let Some(Command::Pair(pair)) = &args.command {
+        return security_cli::run_pair(pair, &args.security, &identity_dir, &authorized_path);
+    }
     let (identity, created) = Identity::load_or_create(&identity_dir, Role::Host, &name)
         .with_context(|| format!("host identity in {}", identity_dir.display()))?;
     if created {
@@ -422,6 +487,7 @@ fn main() -> anyhow::Result<()> {
     if probes.is_some() {
         capabilities.input_kinds = capabilities.input_kinds.union(InputKinds::PROBE);
     }
+    let security = security_cli::open(&args.security, &authorized_path)?;
     let cfg = NetConfig {
         listen: args.listen,
         host_name: name,
@@ -431,7 +497,7 @@ fn main() -> anyhow::Result<()> {
         authorized_path,
         max_sessions: args.max_sessions.max(1),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
-        session: HostConfig::default(),
+        session: security_cli::session_config(&args.security, HostConfig::default()),
         clock,
         video,
         fec: FecConfig {
@@ -442,6 +508,7 @@ fn main() -> anyhow::Result<()> {
                 0
             },
         },
+        security: security.options.clone(),
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -456,6 +523,7 @@ fn main() -> anyhow::Result<()> {
             identity.fingerprint()
         );
         let closer = endpoint.closer();
+        security.started(addr, identity.fingerprint(), args.config.as_deref());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let serve = tokio::spawn(endpoint.serve(tx));
         let report = tokio::spawn(async move {
@@ -497,13 +565,14 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         });
-        tokio::signal::ctrl_c().await.ok();
+        security_cli::wait_for_shutdown(&security).await;
         println!("shutting down");
         closer.close(
             quinn::VarInt::from_u32(sightline_protocol::transport::CLOSE_HOST_SHUTDOWN),
             b"host shutting down",
         );
         closer.wait_idle().await;
+        security.stopped();
         serve.abort();
         report.abort();
         anyhow::Ok(())

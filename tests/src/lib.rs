@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: identities in a temporary directory and a host endpoint on a
 //! loopback port, with its events collected.
 
+pub mod audit;
 pub mod relay;
 pub mod xlisten;
 pub mod xvfb;
@@ -121,6 +122,7 @@ fn loopback_config(
         clock,
         video,
         fec: FecConfig::default(),
+        security: sightline_host::security::SecurityOptions::default(),
     }
 }
 
@@ -180,6 +182,24 @@ impl TestHost {
     pub fn start(pki: &Pki, capabilities: Capabilities) -> TestHost {
         let clock = sightline_host::net::host_clock(std::time::Instant::now());
         let (addr, events, closer) = serve(pki, loopback_config(pki, capabilities, clock, None));
+        TestHost {
+            addr,
+            events,
+            closer,
+        }
+    }
+
+    /// Like [`TestHost::start`], with the endpoint settings adjusted by `adjust` (security
+    /// options, limits, …) before binding.
+    pub fn start_with(
+        pki: &Pki,
+        capabilities: Capabilities,
+        adjust: impl FnOnce(&mut NetConfig),
+    ) -> TestHost {
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let mut cfg = loopback_config(pki, capabilities, clock, None);
+        adjust(&mut cfg);
+        let (addr, events, closer) = serve(pki, cfg);
         TestHost {
             addr,
             events,

@@ -15,6 +15,7 @@ pub mod headless;
 pub mod input;
 pub mod net;
 pub mod overlay;
+pub mod pair;
 pub mod present_cpu;
 pub mod stats;
 pub mod video;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sightline_certs::{Identity, TrustPolicy};
+use sightline_certs::{Identity, Role, TrustPolicy};
 use std::sync::PoisonError;
 
 use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
@@ -23,9 +23,20 @@ use sightline_viewer::window::{run_windowed, WindowedEnd};
 #[derive(Debug, Parser)]
 #[command(name = "viewer", version, after_help = AFTER_HELP)]
 struct Args {
-    /// Host to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
-    #[arg(value_parser = HostAddr::parse)]
+    /// Host to connect to: HOST, HOST:PORT, [IPv6]:PORT or sightline://HOST:PORT (default port
+    /// 4433). Without it: the only host in the known hosts.
+    #[arg(
+        value_parser = sightline_viewer::pair::parse_host_arg,
+        default_value = "",
+        hide_default_value = true
+    )]
     host: HostAddr,
+    /// Pair with the host first, with the one-time code `host-agent pair` shows there (asked
+    /// for on the terminal when CODE is left out): the host authorizes this viewer and this
+    /// viewer pins the host, then the session starts as usual. Creates this viewer's identity
+    /// if there is none.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    pair: Option<String>,
     /// Directory holding this viewer's identity (cert.pem, key.pem); create it with
     /// `certs create --role viewer --dir DIR`.
     #[arg(long, value_name = "DIR")]
@@ -154,7 +165,7 @@ reports, then `certs pin --known-hosts FILE --host HOST:PORT --fingerprint FP`
 (or pass --trust-on-first-use once).";
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -167,15 +178,34 @@ fn main() -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(config::default_identity_dir);
-    let identity = Identity::load(&identity_dir)
-        .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+    let known_hosts = args
+        .known_hosts
+        .clone()
+        .unwrap_or_else(config::default_known_hosts);
+    if args.host.host.is_empty() {
+        args.host = sightline_viewer::pair::only_known_host(&known_hosts)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let identity = if args.pair.is_some() {
+        let (id, created) =
+            Identity::load_or_create(&identity_dir, Role::Viewer, &config_name())
+                .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+        if created {
+            eprintln!(
+                "viewer: created this viewer's identity in {} ({})",
+                identity_dir.display(),
+                id.fingerprint()
+            );
+        }
+        id
+    } else {
+        Identity::load(&identity_dir)
+            .with_context(|| format!("viewer identity in {}", identity_dir.display()))?
+    };
     let opts = ConnectOptions {
         host: args.host.clone(),
         identity,
-        known_hosts: args
-            .known_hosts
-            .clone()
-            .unwrap_or_else(config::default_known_hosts),
+        known_hosts: known_hosts.clone(),
         trust: if args.trust_on_first_use {
             TrustPolicy::TrustOnFirstUse
         } else {
@@ -202,6 +232,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline-net")
         .build()?;
+    if let Some(code) = &args.pair {
+        run_pairing(&rt, &opts, code)?;
+    }
     // Outside bench mode (which starts its own), --wan puts the emulator under any session.
     let mut opts = opts;
     let _relay = match (args.wan, args.bench) {
@@ -409,6 +442,48 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
+}
+
+/// `--pair`: pairs (asking for the code when none was given), pins the host, says so.
+fn run_pairing(
+    rt: &tokio::runtime::Runtime,
+    opts: &ConnectOptions,
+    code: &str,
+) -> anyhow::Result<()> {
+    use sightline_viewer::pair::{pair, prompt_code, PairOptions};
+    let code = if code.is_empty() {
+        prompt_code().context("reading the pairing code")?
+    } else {
+        code.to_owned()
+    };
+    let code = sightline_certs::pairing::PairingCode::parse(&code)?;
+    let result = rt.block_on(pair(PairOptions {
+        host: opts.host.clone(),
+        identity: opts.identity.clone(),
+        known_hosts: opts.known_hosts.clone(),
+        code,
+        viewer_name: opts.session.name.clone(),
+        timeout: opts.connect_timeout.max(Duration::from_secs(10)),
+        via: None,
+    }));
+    match result {
+        Ok(p) => {
+            println!(
+                "paired with {:?} at {}: host key {} pinned in {}; the host authorized this viewer \
+                 as {:?}",
+                p.host_name,
+                p.pin_key,
+                p.host_fingerprint,
+                opts.known_hosts.display(),
+                p.authorized_as
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("viewer: cannot pair with {}: {e}", opts.host);
+            std::process::exit(2);
+        }
+    }
 }
 
 fn config_name() -> String {
