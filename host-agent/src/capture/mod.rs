@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 pub mod probe_window;
+pub mod gradient;
 pub mod synthetic;
 #[cfg(target_os = "linux")]
 pub mod x11;
