@@ -42,8 +42,10 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is taken.
-    let quick = std::env::var_os("SIGHTLINE_BENCH_QUICK").is_some();
+    // `cargo bench` passes `--bench`; under `cargo test` (no `--bench`) a smoke run at a small
+    // size checks that every backend still encodes and decodes.
+    let full = std::env::args().any(|a| a == "--bench");
+    let quick = std::env::var_os("SIGHTLINE_BENCH_QUICK").is_some() || !full;
     let settings = EncoderSettings {
         bitrate_bps: 20_000_000,
         fps: 60.0,
@@ -70,12 +72,16 @@ fn main() {
         }
     }
     offers.dedup();
-    let sizes: &[(u32, u32, &str)] = if quick {
-        &[(1920, 1080, "1080p")]
-    } else {
-        &[(1920, 1080, "1080p"), (3840, 2160, "2160p")]
+    let sizes: &[(u32, u32, &str)] = match (full, quick) {
+        (false, _) => &[(320, 180, "180p")],
+        (true, true) => &[(1920, 1080, "1080p")],
+        (true, false) => &[(1920, 1080, "1080p"), (3840, 2160, "2160p")],
     };
-    let frames = if quick { 30 } else { 90 };
+    let frames = match (full, quick) {
+        (false, _) => 6,
+        (true, true) => 30,
+        (true, false) => 90,
+    };
     println!(
         "\n{:<28} {:<7} {:<8} {:>15} {:>9} {:>15} {:>10}",
         "format (encoder)", "size", "scene", "encode p50/p99", "enc fps", "decode p50/p99", "Mbit/s"

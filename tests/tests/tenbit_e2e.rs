@@ -40,6 +40,7 @@ struct Outcome {
 /// Streams the gradient with the formats `request` gives to a viewer limited to `viewer_caps`
 /// (empty fields: everything it decodes) and returns the last decoded picture.
 async fn stream_gradient(request: FormatRequest, viewer_caps: Capabilities) -> Outcome {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
     let settings = VideoSettings {
         encoder: EncoderSettings {
             max_slice_bytes: 1100,

@@ -163,7 +163,7 @@ impl FfmpegEncoder {
                 o.set("preset", "ultrafast");
                 o.set("tune", "zerolatency");
                 o.set("forced-idr", "1");
-                o.set("x265-params", &x265_params(s));
+                o.set("x265-params", &with_extra(x265_params(s), "SIGHTLINE_X265_PARAMS"));
             }
             Kind::X264 => {
                 o.set("preset", "ultrafast");
@@ -173,7 +173,7 @@ impl FfmpegEncoder {
                 if s.max_slice_bytes > 0 {
                     p.push_str(&format!(":slice-max-size={}", s.max_slice_bytes));
                 }
-                o.set("x264-params", &p);
+                o.set("x264-params", &with_extra(p, "SIGHTLINE_X264_PARAMS"));
             }
             Kind::Nvenc => {
                 o.set("preset", "p1");
@@ -368,13 +368,46 @@ fn x265_params(s: &EncoderSettings) -> String {
     p.join(":")
 }
 
+/// `params` with the `key=value:…` list in the environment variable `var` appended (later
+/// settings win): a tuning knob for experiments and benchmarks, e.g.
+/// `SIGHTLINE_X265_PARAMS=ctu=16:rd=1`.
+fn with_extra(params: String, var: &str) -> String {
+    match std::env::var(var) {
+        Ok(extra) if !extra.trim().is_empty() => format!("{params}:{}", extra.trim()),
+        _ => params,
+    }
+}
+
 fn explain_open_error(kind: Kind, e: &ff::Error) -> String {
     let hint = match kind {
-        Kind::Nvenc => " (NVENC needs an NVIDIA GPU and its driver's libcuda / libnvidia-encode)",
-        Kind::Vaapi => " (VA-API needs a GPU driver with an HEVC encode entry point)",
-        _ => "",
+        Kind::Nvenc => match ["libcuda.so.1", "libnvidia-encode.so.1"]
+            .into_iter()
+            .find(|lib| !loadable(lib))
+        {
+            Some(lib) => format!(" ({lib} cannot be loaded: no NVIDIA driver)"),
+            None => " (NVIDIA driver present: no NVENC-capable GPU, or it is busy)".into(),
+        },
+        Kind::Vaapi => " (VA-API needs a GPU driver with an HEVC encode entry point)".into(),
+        _ => String::new(),
     };
     format!("cannot open the encoder: {e}{hint}")
+}
+
+/// Whether the dynamic library `name` can be loaded (what FFmpeg does for NVENC).
+fn loadable(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: dlopen with a valid C string; the handle is closed at once. RTLD_LAZY resolves
+    // nothing eagerly, and the driver libraries have no constructors that matter here.
+    unsafe {
+        let h = libc::dlopen(c.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
+        if h.is_null() {
+            return false;
+        }
+        libc::dlclose(h);
+    }
+    true
 }
 
 impl VideoEncoder for FfmpegEncoder {
