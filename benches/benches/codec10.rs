@@ -28,7 +28,8 @@ fn pictures(w: u32, h: u32, n: usize, scene: Scene, chroma: Chroma) -> Vec<Yuv10
     let mut f = CapturedFrame::new();
     (0..n)
         .map(|_| {
-            src.next_frame(&mut f, Duration::from_secs(1)).expect("frame");
+            src.next_frame(&mut f, Duration::from_secs(1))
+                .expect("frame");
             let mut p = Yuv10::new(w, h, chroma);
             rgb_to_yuv10(&f, ColourMatrix::Bt709, ColourRange::Full, &mut p);
             p
@@ -84,7 +85,13 @@ fn main() {
     };
     println!(
         "\n{:<28} {:<7} {:<8} {:>15} {:>9} {:>15} {:>10}",
-        "format (encoder)", "size", "scene", "encode p50/p99", "enc fps", "decode p50/p99", "Mbit/s"
+        "format (encoder)",
+        "size",
+        "scene",
+        "encode p50/p99",
+        "enc fps",
+        "decode p50/p99",
+        "Mbit/s"
     );
     for &(w, h, label) in sizes {
         for scene in [Scene::Desktop, Scene::Busy] {

@@ -87,7 +87,10 @@ fn bench_host(c: &mut Criterion) {
     // 10-bit streams: X2Rgb10 (depth 30) to 10-bit 4:2:0 and 4:4:4, full range.
     for (w, h) in SIZES {
         let frame = x2rgb10(&synthetic::render_frame(w, h, 1, 60));
-        for (chroma, name) in [(Chroma::Yuv420, "x2rgb10_to_i010"), (Chroma::Yuv444, "x2rgb10_to_i410")] {
+        for (chroma, name) in [
+            (Chroma::Yuv420, "x2rgb10_to_i010"),
+            (Chroma::Yuv444, "x2rgb10_to_i410"),
+        ] {
             let mut picture = Yuv10::new(w, h, chroma);
             g.throughput(Throughput::Elements(u64::from(w) * u64::from(h)));
             g.bench_function(BenchmarkId::new(name, format!("{w}x{h}")), |b| {

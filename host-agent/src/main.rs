@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{AuthorizedViewers, Identity, Role};
+use sightline_host::capture::gradient::GradientSource;
 #[cfg(target_os = "linux")]
 use sightline_host::capture::probe_window::ProbeWindow;
-use sightline_host::capture::gradient::GradientSource;
 use sightline_host::capture::synthetic::{Scene, SyntheticSource};
-use sightline_host::capture::PixelFormat;
 use sightline_host::capture::FrameSource;
+use sightline_host::capture::PixelFormat;
 use sightline_host::config::{self, DEFAULT_PORT};
 use sightline_host::encode::format::{capabilities_of, CodecPreference, FormatRequest};
 use sightline_host::encode::{probe_formats, EncoderSettings, EncoderUsage};

@@ -522,7 +522,10 @@ impl SessionCtx {
                 {
                     // Encoded for other viewers before the pipeline switched to a format this
                     // one decodes too (it switches at the next frame).
-                    debug!(frame = unit.frame, "frame in a format this viewer cannot decode");
+                    debug!(
+                        frame = unit.frame,
+                        "frame in a format this viewer cannot decode"
+                    );
                 }
                 Wake::Unit(Ok(unit)) => {
                     if sent_config != Some(unit.config) {

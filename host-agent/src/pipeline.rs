@@ -27,7 +27,9 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use crate::capture::{CaptureOutcome, CapturedFrame, CursorImage, CursorState, FrameSource};
-use crate::convert::{bgrx_to_i420, bgrx_to_i420_rect, rgb_to_yuv10, rgb_to_yuv10_rect, Yuv10, I420};
+use crate::convert::{
+    bgrx_to_i420, bgrx_to_i420_rect, rgb_to_yuv10, rgb_to_yuv10_rect, Yuv10, I420,
+};
 use crate::encode::format::{choose, Offer, VideoFormat};
 use crate::encode::{open_offer, EncodeError, EncoderSettings, PictureRef, VideoEncoder};
 
@@ -175,7 +177,10 @@ impl VideoFeed {
     /// capabilities) say: the stream switches to the best format every subscriber accepts
     /// (a new stream configuration and a keyframe) when needed. The next frame is a keyframe.
     pub fn subscribe_with(&self, caps: Capabilities) -> Subscription {
-        let id = self.control.next_subscription.fetch_add(1, Ordering::SeqCst);
+        let id = self
+            .control
+            .next_subscription
+            .fetch_add(1, Ordering::SeqCst);
         self.control.viewer_caps().push((id, caps));
         self.control.viewers.fetch_add(1, Ordering::SeqCst);
         self.control.keyframe.store(true, Ordering::SeqCst);

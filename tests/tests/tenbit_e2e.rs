@@ -40,7 +40,10 @@ struct Outcome {
 /// Streams the gradient with the formats `request` gives to a viewer limited to `viewer_caps`
 /// (empty fields: everything it decodes) and returns the last decoded picture.
 async fn stream_gradient(request: FormatRequest, viewer_caps: Capabilities) -> Outcome {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let settings = VideoSettings {
         encoder: EncoderSettings {
             max_slice_bytes: 1100,
@@ -188,7 +191,11 @@ async fn an_8_bit_viewer_gets_the_8_bit_stream_and_at_most_256_levels() {
         bit_depths: BitDepths::EIGHT,
         ..Capabilities::default()
     };
-    let o = stream_gradient(ten_bit(CodecPreference::Hevc, ColourRange::Full), eight_only).await;
+    let o = stream_gradient(
+        ten_bit(CodecPreference::Hevc, ColourRange::Full),
+        eight_only,
+    )
+    .await;
     assert_eq!(
         (o.config.codec, o.config.bit_depth),
         (VideoCodec::H264, 8),

@@ -48,7 +48,9 @@ fn draw_ramp(display: &str) -> RustConnection {
         0,
         WindowClass::INPUT_OUTPUT,
         x11rb::COPY_FROM_PARENT,
-        &CreateWindowAux::new().override_redirect(1).background_pixel(0),
+        &CreateWindowAux::new()
+            .override_redirect(1)
+            .background_pixel(0),
     )
     .unwrap();
     conn.map_window(win).unwrap();
@@ -63,8 +65,19 @@ fn draw_ramp(display: &str) -> RustConnection {
                 data.extend_from_slice(&(x << 20 | x << 10 | x).to_le_bytes());
             }
         }
-        conn.put_image(ImageFormat::Z_PIXMAP, win, gc, W, rows, 0, top as i16, 0, depth, &data)
-            .unwrap();
+        conn.put_image(
+            ImageFormat::Z_PIXMAP,
+            win,
+            gc,
+            W,
+            rows,
+            0,
+            top as i16,
+            0,
+            depth,
+            &data,
+        )
+        .unwrap();
     }
     conn.get_input_focus().unwrap().reply().unwrap();
     conn
@@ -103,14 +116,22 @@ async fn a_depth_30_screen_reaches_the_viewer_in_10_bit() {
     };
     let opts = pki.connect_options(host.addr, &pki.viewer, known, TrustPolicy::PinnedOnly);
     let conn = connect_media(opts, media).await.expect("connect");
-    assert!(conn.welcome.capabilities.bit_depths.contains(
-        sightline_protocol::msg::BitDepths::TEN
-    ));
+    assert!(conn
+        .welcome
+        .capabilities
+        .bit_depths
+        .contains(sightline_protocol::msg::BitDepths::TEN));
     tokio::time::timeout(Duration::from_secs(30), recorder.done.notified())
         .await
         .expect("a decoded picture within 30 s");
     conn.close("done").await;
-    let f = recorder.recording.lock().unwrap().last_frame.take().unwrap();
+    let f = recorder
+        .recording
+        .lock()
+        .unwrap()
+        .last_frame
+        .take()
+        .unwrap();
     assert_eq!(f.format, PictureFormat::I420P10);
     let mut codes: Vec<u16> = (8..H as usize - 8)
         .flat_map(|r| {
@@ -122,6 +143,13 @@ async fn a_depth_30_screen_reaches_the_viewer_in_10_bit() {
         .collect();
     codes.sort_unstable();
     codes.dedup();
-    println!("depth-30 screen: {} distinct luma codes decoded", codes.len());
-    assert!(codes.len() > 900, "{} codes: not a 10-bit picture", codes.len());
+    println!(
+        "depth-30 screen: {} distinct luma codes decoded",
+        codes.len()
+    );
+    assert!(
+        codes.len() > 900,
+        "{} codes: not a 10-bit picture",
+        codes.len()
+    );
 }

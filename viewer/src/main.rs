@@ -388,7 +388,12 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
         s["matrix"] = serde_json::json!(format!("{:?}", c.matrix));
     }
     if let Some(c) = stream {
-        println!("stream: {}x{} {}", c.width, c.height, sightline_viewer::decoder::stream_label(&c));
+        println!(
+            "stream: {}x{} {}",
+            c.width,
+            c.height,
+            sightline_viewer::decoder::stream_label(&c)
+        );
     }
     print_summary(&report);
     if let Some(path) = &args.stats_json {

@@ -48,7 +48,11 @@ impl GradientLayout {
             x: 0,
             y: top + grey_h + i * band,
             w: width,
-            h: if i == 2 { rest - grey_h - 2 * band } else { band },
+            h: if i == 2 {
+                rest - grey_h - 2 * band
+            } else {
+                band
+            },
         };
         GradientLayout {
             width,
@@ -118,7 +122,13 @@ pub fn render_static(l: &GradientLayout, data: &mut [u8], stride: usize) {
 }
 
 /// Draws frame `seq`'s barcode; returns its rectangle (the damage).
-pub fn render_dynamic(l: &GradientLayout, seq: u64, fps: u32, data: &mut [u8], stride: usize) -> Rect {
+pub fn render_dynamic(
+    l: &GradientLayout,
+    seq: u64,
+    fps: u32,
+    data: &mut [u8],
+    stride: usize,
+) -> Rect {
     let cell = l.barcode.w / BARCODE_BITS;
     let t = media_time_us(seq, fps);
     let rows = [seq as u32, !(seq as u32), (t >> 32) as u32, t as u32];
@@ -238,7 +248,13 @@ impl FrameSource for GradientSource {
             frame.data.copy_from_slice(&self.statics);
             self.full_next = false;
         }
-        let mut damage = vec![render_dynamic(&l, self.seq, self.fps, &mut frame.data, stride)];
+        let mut damage = vec![render_dynamic(
+            &l,
+            self.seq,
+            self.fps,
+            &mut frame.data,
+            stride,
+        )];
         if let Some((id, t)) = self.probe {
             for (x, y, side, white) in probe::cells(l.width, id, t) {
                 let v = if white { CELL_WHITE } else { CELL_BLACK };

@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
+pub mod gradient;
 #[cfg(target_os = "linux")]
 pub mod probe_window;
-pub mod gradient;
 pub mod synthetic;
 #[cfg(target_os = "linux")]
 pub mod x11;

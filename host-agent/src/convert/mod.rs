@@ -276,7 +276,11 @@ enum RectPlan {
 
 fn plan_rect(src: &CapturedFrame, rect: Rect, dst: &I420) -> RectPlan {
     let size = I420::padded_size(src.width, src.height);
-    plan_region(src, rect, size == (dst.width, dst.height) && dst.planes_fit())
+    plan_region(
+        src,
+        rect,
+        size == (dst.width, dst.height) && dst.planes_fit(),
+    )
 }
 
 /// The plan for any picture type: `dst_fits` says whether the destination already has the

@@ -28,7 +28,7 @@ use sightline_protocol::msg::{Chroma, ColourMatrix, ColourRange};
 use yuv::{BufferStoreMut, YuvError, YuvPlanarImageMut};
 
 use super::fast::{yuv_matrix, yuv_range};
-use super::{plan_region, source_fits, Region, RectPlan};
+use super::{plan_region, source_fits, RectPlan, Region};
 use crate::capture::{CapturedFrame, PixelFormat, Rect};
 
 /// Rows per unpacked strip (even).
@@ -137,7 +137,12 @@ impl Yuv10 {
 }
 
 /// Converts the whole of `src` into `dst` (reshaped to `src`'s padded size, keeping its chroma).
-pub fn rgb_to_yuv10(src: &CapturedFrame, matrix: ColourMatrix, range: ColourRange, dst: &mut Yuv10) {
+pub fn rgb_to_yuv10(
+    src: &CapturedFrame,
+    matrix: ColourMatrix,
+    range: ColourRange,
+    dst: &mut Yuv10,
+) {
     dst.reshape(src.width, src.height, dst.chroma);
     if source_fits(src) {
         convert(src, Region::full(src), matrix, range, dst);
@@ -254,7 +259,12 @@ fn unpack_row(src: &CapturedFrame, row: usize, x0: usize, out: &mut [u16]) {
         PixelFormat::Bgrx8 => widen_bgrx8(bytes, body),
     }
     if !pad.is_empty() {
-        let last = [body[body.len() - 4], body[body.len() - 3], body[body.len() - 2], 1023];
+        let last = [
+            body[body.len() - 4],
+            body[body.len() - 3],
+            body[body.len() - 2],
+            1023,
+        ];
         for px in pad.chunks_exact_mut(4) {
             px.copy_from_slice(&last);
         }
@@ -413,10 +423,19 @@ mod tests {
 
     fn max_diff(a: &[u16], b: &[u16]) -> u16 {
         assert_eq!(a.len(), b.len());
-        a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap_or(0)
     }
 
-    fn fast_vs_scalar(f: &CapturedFrame, chroma: Chroma, m: ColourMatrix, r: ColourRange) -> [u16; 3] {
+    fn fast_vs_scalar(
+        f: &CapturedFrame,
+        chroma: Chroma,
+        m: ColourMatrix,
+        r: ColourRange,
+    ) -> [u16; 3] {
         let mut fast = Yuv10::new(1, 1, chroma);
         let mut reference = Yuv10::new(1, 1, chroma);
         rgb_to_yuv10(f, m, r, &mut fast);
@@ -514,10 +533,30 @@ mod tests {
             let mut full = Yuv10::new(1, 1, chroma);
             rgb_to_yuv10(&f, ColourMatrix::Bt709, ColourRange::Full, &mut full);
             for rect in [
-                Rect { x: 11, y: 7, w: 19, h: 9 },
-                Rect { x: 60, y: 40, w: 50, h: 50 },
-                Rect { x: 0, y: 44, w: 67, h: 1 },
-                Rect { x: 5, y: 0, w: 1, h: 45 },
+                Rect {
+                    x: 11,
+                    y: 7,
+                    w: 19,
+                    h: 9,
+                },
+                Rect {
+                    x: 60,
+                    y: 40,
+                    w: 50,
+                    h: 50,
+                },
+                Rect {
+                    x: 0,
+                    y: 44,
+                    w: 67,
+                    h: 1,
+                },
+                Rect {
+                    x: 5,
+                    y: 0,
+                    w: 1,
+                    h: 45,
+                },
             ] {
                 let mut p = Yuv10::new(67, 45, chroma);
                 for plane in [&mut p.y, &mut p.u, &mut p.v] {
@@ -525,7 +564,11 @@ mod tests {
                 }
                 rgb_to_yuv10_rect(&f, rect, ColourMatrix::Bt709, ColourRange::Full, &mut p);
                 let region = Region::from_rect(&f, rect).expect("non-empty");
-                let (xs, ys) = if chroma == Chroma::Yuv420 { (2, 2) } else { (1, 1) };
+                let (xs, ys) = if chroma == Chroma::Yuv420 {
+                    (2, 2)
+                } else {
+                    (1, 1)
+                };
                 let planes = [
                     (&p.y, &full.y, p.y_stride, 1, 1),
                     (&p.u, &full.u, p.uv_stride, xs, ys),

@@ -21,11 +21,10 @@ use std::ffi::CString;
 use std::ptr;
 use std::sync::Once;
 
-use ffmpeg_next as ff;
 use ff::ffi;
+use ffmpeg_next as ff;
 use sightline_protocol::msg::{
-    BitDepths, Chroma, ChromaFormats, ColourMatrix, ColourPrimaries, ColourRange,
-    TransferFunction,
+    BitDepths, Chroma, ChromaFormats, ColourMatrix, ColourPrimaries, ColourRange, TransferFunction,
 };
 
 use super::format::VideoFormat;
@@ -134,7 +133,8 @@ impl FfmpegEncoder {
         settings: EncoderSettings,
     ) -> Result<Self, EncodeError> {
         init();
-        let kind = kind_of(name).ok_or_else(|| init_err(name, "not an encoder Sightline drives"))?;
+        let kind =
+            kind_of(name).ok_or_else(|| init_err(name, "not an encoder Sightline drives"))?;
         if ff::encoder::find_by_name(name).is_none() {
             return Err(init_err(name, "not compiled into this libavcodec"));
         }
@@ -163,7 +163,10 @@ impl FfmpegEncoder {
                 o.set("preset", "ultrafast");
                 o.set("tune", "zerolatency");
                 o.set("forced-idr", "1");
-                o.set("x265-params", &with_extra(x265_params(s), "SIGHTLINE_X265_PARAMS"));
+                o.set(
+                    "x265-params",
+                    &with_extra(x265_params(s), "SIGHTLINE_X265_PARAMS"),
+                );
             }
             Kind::X264 => {
                 o.set("preset", "ultrafast");
@@ -451,7 +454,12 @@ impl VideoEncoder for FfmpegEncoder {
                     return Err(unsupported("an 8-bit picture for a 10-bit stream".into()));
                 }
                 let pixel = self.pixel;
-                self.encode_planes(p.width, p.height, |f| fill_8bit(f, pixel, p), force_keyframe)
+                self.encode_planes(
+                    p.width,
+                    p.height,
+                    |f| fill_8bit(f, pixel, p),
+                    force_keyframe,
+                )
             }
             PictureRef::Yuv10(p) => {
                 if self.format.bit_depth == 8 || p.chroma != self.format.chroma {
@@ -462,7 +470,12 @@ impl VideoEncoder for FfmpegEncoder {
                     )));
                 }
                 let pixel = self.pixel;
-                self.encode_planes(p.width, p.height, |f| fill_10bit(f, pixel, p), force_keyframe)
+                self.encode_planes(
+                    p.width,
+                    p.height,
+                    |f| fill_10bit(f, pixel, p),
+                    force_keyframe,
+                )
             }
         }
     }
@@ -514,10 +527,18 @@ fn fill_10bit(f: &mut ff::frame::Video, pixel: ff::format::Pixel, p: &Yuv10) {
     } else {
         0
     };
-    let put = |dst: &mut [u8], stride: usize, src: &[u16], src_stride: usize, cols: usize, rows: usize| {
+    let put = |dst: &mut [u8],
+               stride: usize,
+               src: &[u16],
+               src_stride: usize,
+               cols: usize,
+               rows: usize| {
         for r in 0..rows {
             let d = &mut dst[r * stride..r * stride + cols * 2];
-            for (o, s) in d.chunks_exact_mut(2).zip(&src[r * src_stride..r * src_stride + cols]) {
+            for (o, s) in d
+                .chunks_exact_mut(2)
+                .zip(&src[r * src_stride..r * src_stride + cols])
+            {
                 o.copy_from_slice(&(s << shift).to_le_bytes());
             }
         }
@@ -671,12 +692,23 @@ mod tests {
             for chroma in [Chroma::Yuv420, Chroma::Yuv444] {
                 let mut e = FfmpegEncoder::new(name, ten(codec, chroma), settings()).unwrap();
                 let mut p = Yuv10::new(256, 128, chroma);
-                let first = e.encode_frame(PictureRef::Yuv10(&p), false).unwrap().unwrap();
+                let first = e
+                    .encode_frame(PictureRef::Yuv10(&p), false)
+                    .unwrap()
+                    .unwrap();
                 assert!(first.keyframe, "{name}: the stream starts with a keyframe");
-                p.y.iter_mut().enumerate().for_each(|(i, s)| *s = (i % 1024) as u16);
-                let next = e.encode_frame(PictureRef::Yuv10(&p), false).unwrap().unwrap();
+                p.y.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, s)| *s = (i % 1024) as u16);
+                let next = e
+                    .encode_frame(PictureRef::Yuv10(&p), false)
+                    .unwrap()
+                    .unwrap();
                 assert!(!next.keyframe, "{name}: no keyframe unless asked");
-                let key = e.encode_frame(PictureRef::Yuv10(&p), true).unwrap().unwrap();
+                let key = e
+                    .encode_frame(PictureRef::Yuv10(&p), true)
+                    .unwrap()
+                    .unwrap();
                 assert!(key.keyframe, "{name} {chroma:?}: keyframe on request");
                 // Annex B with parameter sets in the keyframe (HEVC VPS = NAL type 32; H.264
                 // SPS = 7).
@@ -691,16 +723,25 @@ mod tests {
                             _ => w[3] & 0x1F == 7,
                         }
                 });
-                assert!(has_headers, "{name}: parameter sets repeated with the keyframe");
+                assert!(
+                    has_headers,
+                    "{name}: parameter sets repeated with the keyframe"
+                );
             }
         }
     }
 
     #[test]
     fn wrong_pictures_and_unknown_encoders_are_errors() {
-        assert!(FfmpegEncoder::new("no_such_encoder", ten(VideoCodec::Hevc, Chroma::Yuv420), settings()).is_err());
+        assert!(FfmpegEncoder::new(
+            "no_such_encoder",
+            ten(VideoCodec::Hevc, Chroma::Yuv420),
+            settings()
+        )
+        .is_err());
         let mut e =
-            FfmpegEncoder::new("libx265", ten(VideoCodec::Hevc, Chroma::Yuv420), settings()).unwrap();
+            FfmpegEncoder::new("libx265", ten(VideoCodec::Hevc, Chroma::Yuv420), settings())
+                .unwrap();
         let i420 = I420::new(64, 64);
         assert!(matches!(
             e.encode_frame(PictureRef::I420(&i420), false),

@@ -308,7 +308,12 @@ mod tests {
         let order: Vec<&[&str]> = auto.iter().map(|c| c.1).collect();
         assert_eq!(
             order,
-            [HEVC_HARDWARE, H264_HIGH_BIT_DEPTH, HEVC_SOFTWARE, &["openh264"]]
+            [
+                HEVC_HARDWARE,
+                H264_HIGH_BIT_DEPTH,
+                HEVC_SOFTWARE,
+                &["openh264"]
+            ]
         );
         assert_eq!(FormatRequest::default().candidates().len(), 1);
     }

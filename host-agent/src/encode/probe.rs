@@ -46,7 +46,11 @@ pub fn probe_formats(
                     let chosen = !probe.offers.iter().any(|o| o.format == format);
                     probe.report.push(format!(
                         "{what}: {name}: ok (test keyframe of {bytes} bytes in {ms:.0} ms){}",
-                        if chosen { "" } else { "; not needed, an earlier encoder covers it" }
+                        if chosen {
+                            ""
+                        } else {
+                            "; not needed, an earlier encoder covers it"
+                        }
                     ));
                     if chosen {
                         probe.offers.push(Offer {
@@ -165,7 +169,10 @@ mod tests {
         for line in &p.report {
             println!("{line}");
         }
-        assert_eq!(p.offers.last().map(|o| o.format), Some(VideoFormat::H264_8BIT));
+        assert_eq!(
+            p.offers.last().map(|o| o.format),
+            Some(VideoFormat::H264_8BIT)
+        );
         // Every candidate has its line: NVENC, VA-API, libx265, libx264, openh264.
         for name in ["hevc_nvenc", "hevc_vaapi", "libx265", "libx264", "openh264"] {
             assert!(
@@ -177,7 +184,10 @@ mod tests {
         #[cfg(feature = "ffmpeg")]
         {
             let first = p.offers[0];
-            assert_eq!((first.format.codec, first.format.bit_depth), (VideoCodec::Hevc, 10));
+            assert_eq!(
+                (first.format.codec, first.format.bit_depth),
+                (VideoCodec::Hevc, 10)
+            );
             // Whatever probed first for HEVC, a working encoder was chosen and it said ok.
             assert!(p
                 .report

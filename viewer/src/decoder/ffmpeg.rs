@@ -74,13 +74,10 @@ impl FfmpegDecoder {
             .clamp(1, 4);
         ctx.set_threading(threads);
         ctx.set_flags(ff::codec::Flags::LOW_DELAY);
-        let decoder = ctx
-            .decoder()
-            .video()
-            .map_err(|e| DecoderError::Init {
-                decoder: name,
-                detail: e.to_string(),
-            })?;
+        let decoder = ctx.decoder().video().map_err(|e| DecoderError::Init {
+            decoder: name,
+            detail: e.to_string(),
+        })?;
         Ok(FfmpegDecoder {
             name,
             decoder,

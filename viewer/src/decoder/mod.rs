@@ -117,9 +117,7 @@ pub fn open_for(cfg: Option<&StreamConfig>) -> Result<Box<dyn VideoDecoder>, Dec
 
 /// Whether two configurations need different decoders (codec, depth or chroma changed).
 pub fn needs_new_decoder(old: Option<&StreamConfig>, new: &StreamConfig) -> bool {
-    old.is_none_or(|o| {
-        (o.codec, o.bit_depth, o.chroma) != (new.codec, new.bit_depth, new.chroma)
-    })
+    old.is_none_or(|o| (o.codec, o.bit_depth, o.chroma) != (new.codec, new.bit_depth, new.chroma))
 }
 
 /// The top `rows` rows of `f`'s luma as 8-bit samples (10-bit values rounded to 8 bits), with
