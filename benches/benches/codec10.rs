@@ -5,7 +5,9 @@
 //!
 //! Prints one table row per case: encode and decode p50 / p99 per frame, the frame rate the
 //! encoder alone sustains, bitrate, and the probe report (what hardware was tried and why it
-//! failed). `SIGHTLINE_BENCH_QUICK=1`: 1080p 4:2:0 only, fewer frames.
+//! failed). `SIGHTLINE_BENCH_QUICK=1`: 1080p only, fewer frames; `SIGHTLINE_BENCH_ENCODER=NAME`:
+//! one encoder only; `SIGHTLINE_X265_PARAMS` / `SIGHTLINE_X264_PARAMS` add encoder settings (see
+//! `host_agent::encode::ffmpeg`) for tuning runs.
 //!
 //! `cargo bench -p sightline-benches --bench codec10`
 
@@ -35,6 +37,16 @@ fn pictures(w: u32, h: u32, n: usize, scene: Scene, chroma: Chroma) -> Vec<Yuv10
             p
         })
         .collect()
+}
+
+/// CPU time of the whole process (all threads: the encoders' pools too), in ms.
+fn cpu_ms() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given and nothing else.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, exclusively borrowed rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    ms(u.ru_utime) + ms(u.ru_stime)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -73,6 +85,10 @@ fn main() {
         }
     }
     offers.dedup();
+    // SIGHTLINE_BENCH_ENCODER=libx265: only that encoder (for tuning runs).
+    if let Ok(only) = std::env::var("SIGHTLINE_BENCH_ENCODER") {
+        offers.retain(|o| o.encoder == only);
+    }
     let sizes: &[(u32, u32, &str)] = match (full, quick) {
         (false, _) => &[(320, 180, "180p")],
         (true, true) => &[(1920, 1080, "1080p")],
@@ -84,26 +100,26 @@ fn main() {
         (true, false) => 90,
     };
     println!(
-        "\n{:<28} {:<7} {:<8} {:>15} {:>9} {:>15} {:>10}",
+        "\n{:<28} {:<7} {:<8} {:>15} {:>9} {:>8} {:>15} {:>8} {:>8}",
         "format (encoder)",
         "size",
         "scene",
         "encode p50/p99",
         "enc fps",
+        "enc cpu",
         "decode p50/p99",
+        "dec cpu",
         "Mbit/s"
     );
+    println!("(ms per frame; cpu: CPU time of all threads per frame, steadier than wall time under load)");
     for &(w, h, label) in sizes {
         for scene in [Scene::Desktop, Scene::Busy] {
             for chroma in [Chroma::Yuv420, Chroma::Yuv444] {
-                if chroma == Chroma::Yuv444 && (quick || h > 1080 || scene == Scene::Busy) {
+                if chroma == Chroma::Yuv444 && (!full || h > 1080 || scene == Scene::Busy) {
                     continue;
                 }
                 let pics = pictures(w, h, frames, scene, chroma);
                 for offer in offers.iter().filter(|o| o.format.chroma == chroma) {
-                    if quick && offer.format.chroma != Chroma::Yuv420 {
-                        continue;
-                    }
                     run_case(offer, settings, &pics, label, scene);
                 }
             }
@@ -122,12 +138,17 @@ fn run_case(
     let mut units = Vec::new();
     let mut enc_ms = Vec::new();
     let mut bytes = 0usize;
+    let mut enc_cpu = 0.0;
     for (i, p) in pics.iter().enumerate() {
+        let cpu = cpu_ms();
         let t = Instant::now();
         let out = enc
             .encode_frame(PictureRef::Yuv10(p), i == 0)
             .expect("encode");
         enc_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if i > 0 {
+            enc_cpu += cpu_ms() - cpu;
+        }
         if let Some(u) = out {
             bytes += u.data.len();
             units.push(u.data);
@@ -151,25 +172,30 @@ fn run_case(
     };
     let mut dec = decoder::open_for(Some(&cfg)).expect("decoder");
     let mut dec_ms = Vec::new();
+    let dec_cpu = cpu_ms();
     for u in &units {
         let t = Instant::now();
         let pic = dec.decode(u).expect("decode");
         dec_ms.push(t.elapsed().as_secs_f64() * 1e3);
         assert!(pic.is_some(), "a picture per unit");
     }
+    let dec_cpu = (cpu_ms() - dec_cpu) / units.len() as f64;
+    let enc_cpu = enc_cpu / (pics.len() - 1) as f64;
     dec_ms.remove(0);
     let mbps = bytes as f64 * 8.0 * 60.0 / pics.len() as f64 / 1e6;
     let e50 = pct(&mut enc_ms, 0.5);
     println!(
-        "{:<28} {:<7} {:<8} {:>6.1} / {:>6.1} {:>9.1} {:>6.1} / {:>6.1} {:>10.2}",
+        "{:<28} {:<7} {:<8} {:>6.1} / {:>6.1} {:>9.1} {:>8.1} {:>6.1} / {:>6.1} {:>8.1} {:>8.2}",
         format!("{} ({})", f.profile_name(), offer.encoder),
         label,
         format!("{scene:?}"),
         e50,
         pct(&mut enc_ms, 0.99),
         1000.0 / e50,
+        enc_cpu,
         pct(&mut dec_ms, 0.5),
         pct(&mut dec_ms, 0.99),
+        dec_cpu,
         mbps
     );
 }

@@ -407,7 +407,7 @@ mod tests {
             s ^= s >> 7;
             s ^= s << 17;
             // Every third row a smooth ramp, so flat areas are covered too.
-            let word = if (i / w as usize) % 3 == 0 {
+            let word = if (i / w as usize).is_multiple_of(3) {
                 let v = (i % w as usize * 1023 / w as usize) as u32;
                 match format {
                     PixelFormat::X2Rgb10 => v << 20 | v << 10 | (1023 - v),
