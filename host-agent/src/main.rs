@@ -469,13 +469,8 @@ fn list_encoders(args: &Args) {
         ..format_request(args, None)
     };
     println!("Encoder probe (a real test encode each; first working one per format is used):");
-    let mut seen = std::collections::HashSet::new();
-    for request in [all, format_request(args, None)] {
-        for line in probe_formats(&request, settings, true).report {
-            if seen.insert(line.clone()) {
-                println!("  {line}");
-            }
-        }
+    for line in probe_formats(&all, settings, true).report {
+        println!("  {line}");
     }
     let request = format_request(args, Some(PixelFormat::X2Rgb10));
     let probe = probe_formats(&request, settings, false);
@@ -494,6 +489,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if args.list_encoders {
+        list_encoders(&args);
+        return Ok(());
+    }
 
     let identity_dir = args
         .identity
@@ -520,10 +519,6 @@ fn main() -> anyhow::Result<()> {
         );
     }
 
-    if args.list_encoders {
-        list_encoders(&args);
-        return Ok(());
-    }
     let clock = sightline_host::net::host_clock(std::time::Instant::now());
     let mut capabilities = Capabilities::default();
     let mut x11_display = None;
