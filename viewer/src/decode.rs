@@ -16,6 +16,9 @@ use tracing::{debug, warn};
 use crate::decoder::{self, VideoDecoder};
 use crate::frame::DecodedFrame;
 
+/// Consecutive units without a picture after which the decoder is restarted at a keyframe.
+const SILENT_UNITS_BEFORE_RESET: u32 = 3;
+
 /// Where decoded pictures go (the window's slot, a headless stats recorder, a test).
 pub trait FrameSink: Send {
     /// A new picture.
@@ -56,6 +59,7 @@ impl DecodeThread {
                 let mut decoder: Option<Box<dyn VideoDecoder>> = None;
                 let mut config: Option<StreamConfig> = None;
                 let mut waiting_for_key = true;
+                let mut silent_units = 0u32;
                 while let Ok(msg) = rx.recv() {
                     let au = match msg {
                         DecodeInput::Config(c) => {
@@ -100,6 +104,7 @@ impl DecodeThread {
                     match dec.decode(&au.data) {
                         Ok(Some(p)) => {
                             waiting_for_key = false;
+                            silent_units = 0;
                             let now = Instant::now();
                             sink.frame(DecodedFrame {
                                 width: p.width,
@@ -120,9 +125,27 @@ impl DecodeThread {
                                 decoded_at: now,
                             });
                         }
-                        Ok(None) => debug!(frame = au.frame, "decoder buffered the unit"),
+                        Ok(None) => {
+                            // Streams have no B-frames and the decoders run without delay:
+                            // every unit gives its picture back. Units that keep giving none
+                            // mean a decoder stuck on broken references, which would otherwise
+                            // never be noticed (no error, no picture).
+                            silent_units += 1;
+                            debug!(frame = au.frame, silent_units, "no picture for this unit");
+                            if silent_units >= SILENT_UNITS_BEFORE_RESET {
+                                warn!(frame = au.frame, "the decoder gives no pictures; restarting it at a keyframe");
+                                silent_units = 0;
+                                decoder = None;
+                                waiting_for_key = true;
+                                need.store(true, Ordering::SeqCst);
+                            }
+                            sink.skipped(au.frame);
+                        }
                         Err(e) => {
-                            warn!(frame = au.frame, error = %e, "decode failed; waiting for a keyframe");
+                            warn!(frame = au.frame, error = %e, "decode failed; restarting the decoder at a keyframe");
+                            // A fresh decoder: some keep bad state after an error.
+                            decoder = None;
+                            silent_units = 0;
                             waiting_for_key = true;
                             need.store(true, Ordering::SeqCst);
                             sink.skipped(au.frame);

@@ -8,7 +8,7 @@ use clap::Parser;
 use sightline_certs::{Identity, TrustPolicy};
 use std::sync::PoisonError;
 
-use sightline_protocol::msg::{BitDepths, Capabilities, InputKinds, StreamConfig};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
@@ -230,10 +230,16 @@ fn main() -> anyhow::Result<()> {
         let windowed = !args.headless
             && (std::env::var_os("DISPLAY").is_some()
                 || std::env::var_os("WAYLAND_DISPLAY").is_some());
+        if windowed {
+            limit_to_presentable(&mut opts);
+        }
         return run_bench_mode(rt, opts, &args, windowed);
     }
     if args.headless {
         return rt.block_on(run_headless(opts, &args));
+    }
+    if args.pings == 0 {
+        limit_to_presentable(&mut opts);
     }
     if args.pings == 0 {
         let window = WindowOptions {
@@ -436,6 +442,16 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
+}
+
+/// A window can only show what its renderers present: until they take 10-bit and 4:4:4
+/// pictures, a windowed viewer asks for 8-bit 4:2:0 (headless mode decodes everything).
+fn limit_to_presentable(opts: &mut ConnectOptions) {
+    if !sightline_viewer::decoder::WINDOW_PRESENTS_HIGH_BIT_DEPTH {
+        let c = &mut opts.session.capabilities;
+        c.bit_depths = BitDepths::EIGHT;
+        c.chroma = ChromaFormats::YUV420;
+    }
 }
 
 fn config_name() -> String {

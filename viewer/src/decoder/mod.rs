@@ -77,6 +77,12 @@ pub trait VideoDecoder: Send {
     fn decode(&mut self, data: &[u8]) -> Result<Option<Picture>, DecoderError>;
 }
 
+/// Whether the window's renderers present 10-bit and 4:4:4 pictures. Until they do (the
+/// renderers' issue), a windowed viewer asks hosts for 8-bit 4:2:0 only; headless mode, bench
+/// mode without a window and recording decode every format. Set this when both present paths
+/// take [`PictureFormat::I420P10`] / [`PictureFormat::I444P10`] / [`PictureFormat::I444`].
+pub const WINDOW_PRESENTS_HIGH_BIT_DEPTH: bool = false;
+
 /// What this viewer decodes: codecs, bit depths, chroma formats.
 pub fn capabilities() -> (VideoCodecs, BitDepths, ChromaFormats) {
     #[cfg(feature = "ffmpeg")]
