@@ -26,8 +26,16 @@ use sightline_viewer::net::{connect_media, Media};
 use sightline_viewer::stats::SharedClock;
 
 /// Wide enough for one column per level; short, to keep the test quick.
-const W: u32 = 1024;
-const H: u32 = 192;
+/// `SIGHTLINE_GRADIENT_SIZE=1920x1080` runs the same checks at another size.
+fn size() -> (u32, u32) {
+    std::env::var("SIGHTLINE_GRADIENT_SIZE")
+        .ok()
+        .and_then(|s| {
+            let (w, h) = s.split_once('x')?;
+            Some((w.parse().ok()?, h.parse().ok()?))
+        })
+        .unwrap_or((1024, 192))
+}
 const FPS: u32 = 60;
 /// Frames to decode before looking at the last one.
 const FRAMES: u64 = 20;
@@ -59,7 +67,7 @@ async fn stream_gradient(request: FormatRequest, viewer_caps: Capabilities) -> O
     let pki = Pki::new();
     let host = VideoHost::start_negotiated(
         &pki,
-        Box::new(GradientSource::new(W, H, FPS)),
+        Box::new(GradientSource::new(size().0, size().1, FPS)),
         probe.offers,
         settings,
     );
@@ -140,7 +148,7 @@ fn check_levels(o: &Outcome, range: ColourRange) -> usize {
     assert_eq!(o.config.bit_depth, 10, "{:?}", o.config);
     assert_eq!(o.config.range, range);
     assert_eq!(o.last.format, PictureFormat::I420P10);
-    assert_eq!((o.last.width, o.last.height), (W, H));
+    assert_eq!((o.last.width, o.last.height), size());
     let codes = grey_codes(&o.last);
     let (lo, hi) = match range {
         ColourRange::Full => (0u16, 1023u16),
