@@ -16,6 +16,7 @@ PACKAGES=(
   mesa-vulkan-drivers libvulkan1   # lavapipe: wgpu on a machine without a GPU
   libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6   # winit on X11
   ffmpeg            # checks that recorded streams decode with an independent decoder
+  libavcodec-dev libavformat-dev libavutil-dev clang libclang-dev   # ffmpeg-next: HEVC / H.264 10-bit (bindgen needs libclang)
   qemu-system-x86 busybox-static cpio xz-utils   # uinput devices tested in a VM with Debian's kernel
   librsvg2-bin      # rsvg-convert: bench plots (SVG) to PNG for a look
   systemd desktop-file-utils logrotate adduser   # the .deb check: systemd-analyze verify, desktop entry, log rotation, service user

@@ -557,6 +557,7 @@ impl SessionCtx {
         let mut sent_config: Option<StreamConfig> = None;
         let mut frames_sent: u64 = 0;
         let mut sent_cursor_serial: Option<u32> = None;
+        let mut video_caps = Capabilities::default();
         loop {
             let now = Instant::now();
             while let Some(t) = session.poll_transmit(now) {
@@ -596,9 +597,10 @@ impl SessionCtx {
                                 "channels": channels(&capabilities),
                             }),
                         );
+                        video_caps = capabilities;
                         if let Some(feed) = &self.cfg.video {
                             if !capabilities.video_codecs.is_empty() {
-                                video = Some(feed.subscribe());
+                                video = Some(feed.subscribe_with(capabilities));
                             }
                         }
                         let _ = self.events.send(NetEvent::SessionStarted {
@@ -674,6 +676,16 @@ impl SessionCtx {
                     self.send_cursor(&mut session, &c, &mut sent_cursor_serial)
                 }
                 Wake::Cursor(None) => {}
+                Wake::Unit(Ok(unit))
+                    if !crate::encode::format::config_accepted_by(&unit.config, &video_caps) =>
+                {
+                    // Encoded for other viewers before the pipeline switched to a format this
+                    // one decodes too (it switches at the next frame).
+                    debug!(
+                        frame = unit.frame,
+                        "frame in a format this viewer cannot decode"
+                    );
+                }
                 Wake::Unit(Ok(unit)) => {
                     if sent_config != Some(unit.config) {
                         if let Err(e) = session.send_stream_config(unit.config) {

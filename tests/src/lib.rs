@@ -304,6 +304,37 @@ impl VideoHost {
         }
     }
 
+    /// A host whose pipeline encodes the best of `offers` (from
+    /// [`sightline_host::encode::probe_formats`]) that every viewer decodes, and offers their
+    /// formats to viewers — what `host-agent` does.
+    pub fn start_negotiated(
+        pki: &Pki,
+        source: Box<dyn sightline_host::capture::FrameSource>,
+        offers: Vec<sightline_host::encode::format::Offer>,
+        settings: sightline_host::pipeline::VideoSettings,
+    ) -> VideoHost {
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let (video_codecs, bit_depths, chroma) =
+            sightline_host::encode::format::capabilities_of(&offers);
+        let feed = sightline_host::pipeline::start_negotiated(source, offers, settings, clock)
+            .expect("start the video pipeline");
+        let caps = Capabilities {
+            video_codecs,
+            bit_depths,
+            chroma,
+            input_kinds: sightline_protocol::msg::InputKinds::PROBE,
+            ..Capabilities::default()
+        };
+        let (addr, events, closer) =
+            serve(pki, loopback_config(pki, caps, clock, Some(feed.clone())));
+        VideoHost {
+            addr,
+            feed,
+            events,
+            closer,
+        }
+    }
+
     /// A handle that closes the endpoint (ending every session).
     pub fn closer(&self) -> quinn::Endpoint {
         self.closer.clone()

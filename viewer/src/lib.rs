@@ -10,6 +10,7 @@ pub mod bench_plot;
 pub mod config;
 pub mod convert;
 pub mod decode;
+pub mod decoder;
 pub mod frame;
 pub mod headless;
 pub mod input;

@@ -8,7 +8,7 @@ use clap::Parser;
 use sightline_certs::{Identity, Role, TrustPolicy};
 use std::sync::PoisonError;
 
-use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
@@ -96,6 +96,10 @@ struct Args {
     /// would see, or measure it with --bench.
     #[arg(long, value_name = "SPEC")]
     wan: Option<WanSpec>,
+    /// Highest bit depth to ask the host for: `10` (default: HEVC Main 10 / H.264 High 10 when
+    /// the host offers it) or `8` (the 8-bit stream: less CPU, fewer bits).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(8..=10))]
+    max_bit_depth: u8,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
@@ -220,6 +224,12 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     InputKinds::ALL
                 },
+                // Codecs and chroma: whatever the decoders here handle (filled in on connect).
+                bit_depths: if args.max_bit_depth < 10 {
+                    BitDepths::EIGHT
+                } else {
+                    BitDepths::EMPTY
+                },
                 ..Capabilities::default()
             },
             ..ViewerConfig::default()
@@ -253,10 +263,16 @@ fn main() -> anyhow::Result<()> {
         let windowed = !args.headless
             && (std::env::var_os("DISPLAY").is_some()
                 || std::env::var_os("WAYLAND_DISPLAY").is_some());
+        if windowed {
+            limit_to_presentable(&mut opts);
+        }
         return run_bench_mode(rt, opts, &args, windowed);
     }
     if args.headless {
         return rt.block_on(run_headless(opts, &args));
+    }
+    if args.pings == 0 {
+        limit_to_presentable(&mut opts);
     }
     if args.pings == 0 {
         let window = WindowOptions {
@@ -401,6 +417,23 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
         current_clock(&clock),
         stream.map(|c| (c.width, c.height, codec.as_str())),
     );
+    let mut report = report;
+    if let (Some(c), Some(s)) = (stream, report.get_mut("stream")) {
+        // What the stream carried, for checks of the negotiated format.
+        s["profile"] = serde_json::json!(c.profile_name());
+        s["bit_depth"] = serde_json::json!(c.bit_depth);
+        s["chroma"] = serde_json::json!(format!("{:?}", c.chroma));
+        s["range"] = serde_json::json!(format!("{:?}", c.range));
+        s["matrix"] = serde_json::json!(format!("{:?}", c.matrix));
+    }
+    if let Some(c) = stream {
+        println!(
+            "stream: {}x{} {}",
+            c.width,
+            c.height,
+            sightline_viewer::decoder::stream_label(&c)
+        );
+    }
     print_summary(&report);
     if let Some(path) = &args.stats_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -483,6 +516,16 @@ fn run_pairing(
             eprintln!("viewer: cannot pair with {}: {e}", opts.host);
             std::process::exit(2);
         }
+    }
+}
+
+/// A window can only show what its renderers present: until they take 10-bit and 4:4:4
+/// pictures, a windowed viewer asks for 8-bit 4:2:0 (headless mode decodes everything).
+fn limit_to_presentable(opts: &mut ConnectOptions) {
+    if !sightline_viewer::decoder::WINDOW_PRESENTS_HIGH_BIT_DEPTH {
+        let c = &mut opts.session.capabilities;
+        c.bit_depths = BitDepths::EIGHT;
+        c.chroma = ChromaFormats::YUV420;
     }
 }
 
