@@ -41,10 +41,13 @@
 
 pub mod coding;
 pub mod colour;
+pub mod congestion;
 pub mod design;
 pub mod input;
 pub mod msg;
+pub mod pacing;
 pub mod probe;
+pub mod reconnect;
 pub mod session;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]

@@ -158,6 +158,7 @@ pub struct HostSession {
     last_heard: Instant,
     last_input_seq: u64,
     counters: HostCounters,
+    hello_extensions: Vec<crate::msg::Extension>,
 }
 
 impl HostSession {
@@ -176,6 +177,7 @@ impl HostSession {
             last_heard: now,
             last_input_seq: 0,
             counters: HostCounters::default(),
+            hello_extensions: Vec::new(),
         }
     }
 
@@ -199,6 +201,11 @@ impl HostSession {
     /// What the viewer holds now.
     pub fn held(&self) -> &HeldInput {
         &self.held
+    }
+    /// The extensions the viewer's hello carried (e.g.
+    /// [`crate::reconnect::resume_extension`]); empty before hello.
+    pub fn hello_extensions(&self) -> &[crate::msg::Extension] {
+        &self.hello_extensions
     }
     /// Diagnostics.
     pub fn counters(&self) -> HostCounters {
@@ -462,6 +469,7 @@ impl HostSession {
             return;
         }
         let capabilities = self.cfg.capabilities.intersection(&h.capabilities);
+        self.hello_extensions = h.extensions;
         self.pending
             .push_back(Pending::Control(Message::Control(Control::Welcome(
                 Welcome {

@@ -6,7 +6,7 @@
 mod packetize;
 mod reassemble;
 
-pub use packetize::{packetize, FecConfig, PacketizeError};
+pub use packetize::{data_fragments, packetize, packetize_with_parity, FecConfig, PacketizeError};
 pub use reassemble::{
     AccessUnit, Reassembler, ReassemblerConfig, ReassemblyEvent, ReassemblyStats,
 };

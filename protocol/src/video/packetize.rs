@@ -54,17 +54,39 @@ pub fn packetize(
     max_payload: usize,
     fec: FecConfig,
 ) -> Result<Vec<VideoFragment>, PacketizeError> {
-    // Reed–Solomon shards must have an even size.
-    let shard = max_payload & !1;
-    if shard < 16 {
-        return Err(PacketizeError::PayloadTooSmall(max_payload));
-    }
-    let k = data.len().div_ceil(shard).max(1);
+    let k = data_fragments(data.len(), max_payload)?;
     let parity = if fec.ratio > 0.0 {
         ((k as f32 * fec.ratio).ceil() as usize).max(fec.min_parity as usize)
     } else {
         0
     };
+    packetize_with_parity(stream_id, frame, keyframe, times, data, max_payload, parity)
+}
+
+/// How many data fragments `len` bytes take at `max_payload` bytes per fragment (for choosing
+/// the parity of [`packetize_with_parity`]).
+pub fn data_fragments(len: usize, max_payload: usize) -> Result<usize, PacketizeError> {
+    // Reed–Solomon shards must have an even size.
+    let shard = max_payload & !1;
+    if shard < 16 {
+        return Err(PacketizeError::PayloadTooSmall(max_payload));
+    }
+    Ok(len.div_ceil(shard).max(1))
+}
+
+/// Like [`packetize`] with exactly `parity` parity fragments (the caller chose them, e.g. from
+/// the measured loss with [`crate::congestion::parity_for`]).
+pub fn packetize_with_parity(
+    stream_id: u8,
+    frame: u32,
+    keyframe: bool,
+    times: HostStageTimes,
+    data: &[u8],
+    max_payload: usize,
+    parity: usize,
+) -> Result<Vec<VideoFragment>, PacketizeError> {
+    let k = data_fragments(data.len(), max_payload)?;
+    let shard = max_payload & !1;
     let total = k + parity;
     if total > MAX_FRAGMENTS as usize {
         return Err(PacketizeError::TooLarge {

@@ -226,6 +226,25 @@ impl Reassembler {
     }
 
     fn give_up_older_than(&mut self, frame: u32, events: &mut Vec<ReassemblyEvent>) {
+        // Frames between the newest one settled and `frame` were all lost, including those of
+        // which no fragment ever arrived (all lost, or never sent to us): the decoder must not
+        // take `frame` as if they had been decoded.
+        if let Some(h) = self.horizon {
+            let first = h.wrapping_add(1);
+            if frame != first && frame_newer(frame, first) {
+                let last = frame.wrapping_sub(1);
+                let stream_id = self.pending.values().next().map_or(0, |p| p.stream_id);
+                self.pending.retain(|f, _| !frame_newer(frame, *f));
+                self.stats.lost += u64::from(last.wrapping_sub(first)) + 1;
+                self.horizon = Some(last);
+                events.push(ReassemblyEvent::Lost {
+                    stream_id,
+                    first,
+                    last,
+                });
+                return;
+            }
+        }
         let older: Vec<u32> = self
             .pending
             .keys()
@@ -400,6 +419,53 @@ mod tests {
         // Late fragments of frame 1 are ignored.
         assert!(r.push(6, a[2].clone()).is_empty());
         assert_eq!(r.stats().lost, 1);
+    }
+
+    #[test]
+    fn frames_never_seen_are_reported_lost() {
+        let mut r = Reassembler::new(ReassemblerConfig::default());
+        let mut ev = Vec::new();
+        for f in frags(1, &au(500, 1), FecConfig::default()) {
+            ev.extend(r.push(0, f));
+        }
+        // Frame 2 vanished entirely, frame 3 is partial, frame 4 completes.
+        let three = frags(3, &au(5000, 3), FecConfig::default());
+        ev.extend(r.push(1, three[0].clone()));
+        for f in frags(4, &au(500, 4), FecConfig::default()) {
+            ev.extend(r.push(2, f));
+        }
+        assert!(matches!(&ev[0], ReassemblyEvent::Complete(a) if a.frame == 1));
+        assert_eq!(
+            ev[1],
+            ReassemblyEvent::Lost {
+                stream_id: 0,
+                first: 2,
+                last: 3
+            }
+        );
+        assert!(matches!(&ev[2], ReassemblyEvent::Complete(a) if a.frame == 4));
+        assert_eq!(r.stats().lost, 2);
+        assert!(
+            r.push(3, three[1].clone()).is_empty(),
+            "late fragment ignored"
+        );
+        // Across the wrap of the frame counter.
+        let mut r = Reassembler::new(ReassemblerConfig::default());
+        let mut ev = Vec::new();
+        for f in frags(u32::MAX, &au(100, 5), FecConfig::default()) {
+            ev.extend(r.push(0, f));
+        }
+        for f in frags(1, &au(100, 6), FecConfig::default()) {
+            ev.extend(r.push(1, f));
+        }
+        assert_eq!(
+            ev[1],
+            ReassemblyEvent::Lost {
+                stream_id: 0,
+                first: 0,
+                last: 0
+            }
+        );
     }
 
     #[test]

@@ -1,0 +1,438 @@
+//! The host's per-session datagram scheduler (sans-IO): urgent datagrams before video, and
+//! only a few milliseconds of video inside the transport at a time.
+//!
+//! QUIC (quinn) sends datagrams first-in first-out from one buffer, and it puts datagrams
+//! before stream data when it fills a packet. Handing it a whole keyframe (300 KB: a quarter of
+//! a second at 10 Mbit/s) at once would put every audio packet and cursor position queued
+//! after it a quarter of a second late, and hold back the control stream (clock-sync answers)
+//! as well. So the host keeps video in its own queue ([`MediaPacer`]) and feeds the transport
+//! only while the transport's backlog is below a few milliseconds of what it has been sending
+//! ([`PacerConfig::feed_time`]); urgent datagrams ([`DatagramClass::Urgent`]: audio, cursor
+//! positions, anything that is not video) skip this queue and go straight to the transport,
+//! where at most that much video is ahead of them.
+//!
+//! ```text
+//!  video fragments ─► MediaPacer queue ─┐  (fed while transport backlog < rate × feed_time)
+//!                                       ├─► quinn datagram buffer ─► paced by BBR ─► wire
+//!  audio, cursor ───────────────────────┘  (directly)
+//! ```
+//!
+//! The transport's send rate is measured from how fast its backlog drains while it stays
+//! non-empty; the queue's head-of-queue sojourn feeds the rate controller
+//! ([`crate::congestion`]). Video that has waited longer than [`PacerConfig::max_video_age`]
+//! is dropped whole-frame (a frame that late is worth less than the time it costs); the caller
+//! learns of it ([`MediaPacer::take_dropped_frames`]) and must make the stream decodable again
+//! (keyframe or reference recovery), because the viewer never sees those frames.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How a datagram is scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DatagramClass {
+    /// Small and time-critical (audio, cursor position, input copies): straight to the
+    /// transport.
+    Urgent,
+    /// Video fragments: through the pacer.
+    Video,
+}
+
+/// The class of an encoded datagram message, from its tag byte (see [`crate::msg::Message`]).
+/// Unknown or empty messages count as urgent: they are small control-like traffic, and the
+/// peer decides what to do with them.
+pub fn classify(datagram: &[u8]) -> DatagramClass {
+    match datagram.first() {
+        Some(&crate::msg::TAG_VIDEO) => DatagramClass::Video,
+        _ => DatagramClass::Urgent,
+    }
+}
+
+/// The frame number of an encoded video-fragment datagram (`None` for anything else or when
+/// too short).
+pub fn video_frame(datagram: &[u8]) -> Option<u32> {
+    if classify(datagram) != DatagramClass::Video {
+        return None;
+    }
+    // Tag, stream id, then the frame number (u32, little-endian): see `VideoFragment`'s
+    // encoding.
+    let b: [u8; 4] = datagram.get(2..6)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+/// Pacer settings. Every field has a documented default ([`PacerConfig::default`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PacerConfig {
+    /// Video kept inside the transport, as time at its measured send rate. Default 5 ms.
+    pub feed_time: Duration,
+    /// Least video kept inside the transport (bytes), so a slow timer cannot starve it.
+    /// Default 12 KB (about ten datagrams).
+    pub min_feed_bytes: usize,
+    /// Most video kept inside the transport (bytes). Default 1 MiB.
+    pub max_feed_bytes: usize,
+    /// Send rate assumed before one was measured (bits/s): optimistic, so the first keyframe
+    /// on a fast path goes out at once. Default 1 Gbit/s.
+    pub initial_rate_bps: u64,
+    /// Video older than this in the queue is dropped (whole frames). Default 250 ms.
+    pub max_video_age: Duration,
+    /// How often to look again while video waits for room. Default 1 ms (the I/O layer's timer
+    /// resolution).
+    pub recheck: Duration,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        PacerConfig {
+            feed_time: Duration::from_millis(5),
+            min_feed_bytes: 12 * 1024,
+            max_feed_bytes: 1 << 20,
+            initial_rate_bps: 1_000_000_000,
+            max_video_age: Duration::from_millis(250),
+            recheck: Duration::from_millis(1),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    queued_at: Instant,
+    frame: u32,
+    bytes: Vec<u8>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PacerStats {
+    /// Video datagrams handed to the transport.
+    pub video_sent: u64,
+    /// Video bytes handed to the transport.
+    pub video_bytes: u64,
+    /// Whole frames dropped for age.
+    pub frames_dropped: u64,
+    /// Datagrams dropped with them.
+    pub datagrams_dropped: u64,
+}
+
+/// The video queue of one session (see the module docs).
+#[derive(Debug)]
+pub struct MediaPacer {
+    cfg: PacerConfig,
+    queue: VecDeque<Queued>,
+    queued_bytes: usize,
+    rate_bps: f64,
+    /// Backlog the transport reported last time, when, and what was fed since.
+    last_backlog: Option<(Instant, usize)>,
+    fed_since: usize,
+    /// Smallest head-of-queue sojourn since the last [`MediaPacer::take_min_delay`].
+    min_delay: Option<Duration>,
+    dropped_frames: Vec<u32>,
+    stats: PacerStats,
+}
+
+impl MediaPacer {
+    /// An empty pacer.
+    pub fn new(cfg: PacerConfig) -> Self {
+        MediaPacer {
+            rate_bps: cfg.initial_rate_bps as f64,
+            cfg,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            last_backlog: None,
+            fed_since: 0,
+            min_delay: None,
+            dropped_frames: Vec::new(),
+            stats: PacerStats::default(),
+        }
+    }
+
+    /// Queues one video datagram of `frame`.
+    pub fn push_video(&mut self, now: Instant, frame: u32, bytes: Vec<u8>) {
+        self.queued_bytes += bytes.len();
+        self.queue.push_back(Queued {
+            queued_at: now,
+            frame,
+            bytes,
+        });
+    }
+
+    /// The next video datagram to hand to the transport now, given the bytes it still holds
+    /// unsent (`transport_backlog`); `None` when the queue is empty or the transport has
+    /// enough. Call repeatedly until `None`, then again at [`MediaPacer::poll_timeout`].
+    pub fn poll_send(&mut self, now: Instant, transport_backlog: usize) -> Option<Vec<u8>> {
+        self.observe(now, transport_backlog);
+        self.drop_stale(now);
+        self.note_delay(now);
+        let head = self.queue.front()?;
+        let limit = self.feed_limit();
+        let backlog = transport_backlog;
+        if backlog > 0 && backlog + head.bytes.len() > limit {
+            return None;
+        }
+        let q = self.queue.pop_front()?;
+        self.queued_bytes -= q.bytes.len();
+        self.fed_since += q.bytes.len();
+        self.stats.video_sent += 1;
+        self.stats.video_bytes += q.bytes.len() as u64;
+        Some(q.bytes)
+    }
+
+    /// When to call [`MediaPacer::poll_send`] again while video waits (`None`: nothing waits).
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        (!self.queue.is_empty()).then(|| now + self.cfg.recheck)
+    }
+
+    /// How long the oldest queued video has waited.
+    pub fn queue_delay(&self, now: Instant) -> Duration {
+        self.queue.front().map_or(Duration::ZERO, |q| {
+            now.saturating_duration_since(q.queued_at)
+        })
+    }
+
+    /// The smallest head-of-queue sojourn seen since the last call (zero when the queue was
+    /// empty at some point): the standing-queue signal for [`crate::congestion`].
+    pub fn take_min_delay(&mut self, now: Instant) -> Duration {
+        self.note_delay(now);
+        self.min_delay.take().unwrap_or(Duration::ZERO)
+    }
+
+    /// Frames dropped for age since the last call (the viewer will never see them).
+    pub fn take_dropped_frames(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.dropped_frames)
+    }
+
+    /// Drops everything queued (the path is dead); returns the frames dropped.
+    pub fn clear(&mut self) -> Vec<u32> {
+        let mut frames: Vec<u32> = Vec::new();
+        for q in self.queue.drain(..) {
+            if frames.last() != Some(&q.frame) {
+                frames.push(q.frame);
+            }
+            self.stats.datagrams_dropped += 1;
+        }
+        self.stats.frames_dropped += frames.len() as u64;
+        self.queued_bytes = 0;
+        frames
+    }
+
+    /// Video bytes waiting.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// The transport's measured send rate (bits/s).
+    pub fn rate_bps(&self) -> u64 {
+        self.rate_bps as u64
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PacerStats {
+        self.stats
+    }
+
+    /// Bytes of video the transport may hold now.
+    pub fn feed_limit(&self) -> usize {
+        ((self.rate_bps / 8.0 * self.cfg.feed_time.as_secs_f64()) as usize)
+            .clamp(self.cfg.min_feed_bytes, self.cfg.max_feed_bytes)
+    }
+
+    /// Measures the transport's send rate from how its backlog moved since the last look.
+    fn observe(&mut self, now: Instant, backlog: usize) {
+        if let Some((t0, b0)) = self.last_backlog {
+            let dt = now.saturating_duration_since(t0);
+            if dt >= Duration::from_micros(500) {
+                let drained = (b0 + self.fed_since).saturating_sub(backlog);
+                // Only a transport that had something to send all along shows its rate; one
+                // that ran dry shows only what it was given.
+                if backlog > 0 && b0 > 0 {
+                    let sample = drained as f64 * 8.0 / dt.as_secs_f64();
+                    // Quick to follow, both ways: the transport's pacing rate changes in steps.
+                    self.rate_bps = 0.7 * self.rate_bps + 0.3 * sample;
+                } else if backlog == 0 && drained > 0 {
+                    // It sent everything: at least this fast. Only ever raises the estimate.
+                    let sample = drained as f64 * 8.0 / dt.as_secs_f64();
+                    if sample > self.rate_bps {
+                        self.rate_bps = 0.7 * self.rate_bps + 0.3 * sample;
+                    }
+                }
+                self.last_backlog = Some((now, backlog));
+                self.fed_since = 0;
+            }
+        } else {
+            self.last_backlog = Some((now, backlog));
+            self.fed_since = 0;
+        }
+    }
+
+    fn note_delay(&mut self, now: Instant) {
+        let d = self.queue_delay(now);
+        self.min_delay = Some(self.min_delay.map_or(d, |m| m.min(d)));
+    }
+
+    fn drop_stale(&mut self, now: Instant) {
+        while let Some(head) = self.queue.front() {
+            if now.saturating_duration_since(head.queued_at) <= self.cfg.max_video_age {
+                break;
+            }
+            let frame = head.frame;
+            // The whole frame goes: a partial frame is useless to the viewer.
+            while self.queue.front().is_some_and(|q| q.frame == frame) {
+                if let Some(q) = self.queue.pop_front() {
+                    self.queued_bytes -= q.bytes.len();
+                    self.stats.datagrams_dropped += 1;
+                }
+            }
+            self.stats.frames_dropped += 1;
+            self.dropped_frames.push(frame);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coding::{Decode, Encode};
+    use crate::msg::{CursorPosition, Message};
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn classify_by_tag() {
+        let video = Message::Video(crate::msg::VideoFragment {
+            stream_id: 0,
+            frame: 1,
+            keyframe: false,
+            fragment_index: 0,
+            fragment_count: 1,
+            data_fragments: 1,
+            au_len: 1,
+            times: None,
+            payload: vec![1],
+        })
+        .to_bytes();
+        assert_eq!(classify(&video), DatagramClass::Video);
+        assert_eq!(video_frame(&video), Some(1));
+        let Ok(Message::Video(mut later)) = Message::from_bytes(&video) else {
+            panic!("a video message")
+        };
+        later.frame = 0xDEAD_BEEF;
+        assert_eq!(
+            video_frame(&Message::Video(later).to_bytes()),
+            Some(0xDEAD_BEEF)
+        );
+        assert_eq!(video_frame(&video[..4]), None);
+        let cursor = Message::CursorPosition(CursorPosition {
+            id: 1,
+            x: 2,
+            y: 3,
+            visible: true,
+        })
+        .to_bytes();
+        assert_eq!(classify(&cursor), DatagramClass::Urgent);
+        // Audio is urgent by its tag (whatever its body).
+        assert_eq!(classify(&[3, 0, 0]), DatagramClass::Urgent);
+        assert_eq!(classify(&[]), DatagramClass::Urgent);
+    }
+
+    /// A transport that sends `rate_bps` from a FIFO backlog; returns what the pacer would
+    /// see.
+    struct Transport {
+        backlog: usize,
+        rate_bps: f64,
+    }
+
+    impl Transport {
+        fn run(&mut self, dt: Duration) {
+            let sent = (self.rate_bps / 8.0 * dt.as_secs_f64()) as usize;
+            self.backlog = self.backlog.saturating_sub(sent);
+        }
+    }
+
+    fn feed(p: &mut MediaPacer, t: &mut Transport, now: Instant) -> usize {
+        let mut n = 0;
+        while let Some(b) = p.poll_send(now, t.backlog) {
+            t.backlog += b.len();
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn first_burst_goes_straight_through_on_an_unknown_path() {
+        let mut p = MediaPacer::new(PacerConfig::default());
+        let now = Instant::now();
+        for _ in 0..250 {
+            p.push_video(now, 1, vec![0; 1200]);
+        }
+        let mut t = Transport {
+            backlog: 0,
+            rate_bps: 1e9,
+        };
+        assert_eq!(feed(&mut p, &mut t, now), 250);
+    }
+
+    #[test]
+    fn learns_a_slow_transport_and_keeps_its_backlog_to_a_few_milliseconds() {
+        let mut p = MediaPacer::new(PacerConfig::default());
+        let mut t = Transport {
+            backlog: 0,
+            rate_bps: 10e6,
+        };
+        let start = Instant::now();
+        let mut now = start;
+        let mut worst_late = 0usize;
+        // 20 Mbit/s of video offered for 2 s to a 10 Mbit/s transport, one frame per 16 ms.
+        for frame in 0..125u32 {
+            for _ in 0..33 {
+                p.push_video(now, frame, vec![0; 1200]);
+            }
+            for _ in 0..16 {
+                feed(&mut p, &mut t, now);
+                if now - start > Duration::from_millis(500) {
+                    worst_late = worst_late.max(t.backlog);
+                }
+                now += ms(1);
+                t.run(ms(1));
+            }
+        }
+        let rate = p.rate_bps() as f64;
+        assert!((8e6..12e6).contains(&rate), "measured {rate}");
+        // Inside the transport: at most the feed limit (12 KB floor ≈ 10 ms at 10 Mbit/s).
+        assert!(worst_late <= 14_000, "{worst_late}");
+        // The excess waited in the pacer and was dropped for age, whole frames.
+        assert!(p.stats().frames_dropped > 0);
+        let dropped = p.take_dropped_frames();
+        assert!(dropped.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn min_delay_separates_a_burst_from_a_standing_queue() {
+        let mut p = MediaPacer::new(PacerConfig::default());
+        let now = Instant::now();
+        p.push_video(now, 1, vec![0; 1200]);
+        // Held back by a full transport for 30 ms.
+        assert!(p.poll_send(now + ms(30), 2_000_000).is_none());
+        assert_eq!(p.take_min_delay(now + ms(30)), ms(30));
+        // Then it drains: the queue is empty at some point, the minimum is zero.
+        assert!(p.poll_send(now + ms(31), 0).is_some());
+        assert_eq!(p.take_min_delay(now + ms(40)), Duration::ZERO);
+    }
+
+    #[test]
+    fn stale_video_is_dropped_whole_frames_oldest_first() {
+        let mut p = MediaPacer::new(PacerConfig::default());
+        let now = Instant::now();
+        for f in 1..=3u32 {
+            for _ in 0..3 {
+                p.push_video(now + ms(100 * u64::from(f)), f, vec![0; 1000]);
+            }
+        }
+        // At 360 ms frame 1 (queued at 100 ms) is 260 ms old; frames 2 and 3 are not.
+        assert!(p.poll_send(now + ms(360), 5_000_000).is_none());
+        assert_eq!(p.take_dropped_frames(), vec![1]);
+        assert_eq!(p.queued_bytes(), 6000);
+        assert_eq!(p.clear(), vec![2, 3]);
+        assert_eq!(p.queued_bytes(), 0);
+        assert_eq!(p.stats().frames_dropped, 3);
+    }
+}
