@@ -9,6 +9,7 @@ pub mod config;
 pub mod convert;
 pub mod encode;
 pub mod inject;
+pub mod media_send;
 pub mod net;
 pub mod pipeline;
 pub mod probe;

@@ -74,6 +74,12 @@ struct Control {
     wake: (Mutex<()>, Condvar),
     /// The newest bench probe `(id, host_recv_us)` not yet handed to the source.
     probe: Mutex<Option<(u32, u64)>>,
+    /// Per-session bitrate limits (rate control), by subscription id: the encoder follows
+    /// the lowest, so the slowest viewer's path sets the rate for all.
+    limits: Mutex<std::collections::HashMap<u64, u32>>,
+    next_subscription: std::sync::atomic::AtomicU64,
+    /// The bitrate the encoder runs at now.
+    applied_bps: AtomicU32,
 }
 
 impl Control {
@@ -95,6 +101,13 @@ impl Control {
                     && self.probe_slot().is_none()
             })
             .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// The configured bitrate, lowered to the lowest session limit.
+    fn effective_bitrate(&self) -> u32 {
+        let configured = self.bitrate_bps.load(Ordering::SeqCst);
+        let limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits.values().copied().fold(configured, u32::min)
     }
 
     fn probe_slot(&self) -> std::sync::MutexGuard<'_, Option<(u32, u64)>> {
@@ -140,10 +153,12 @@ pub struct Subscription {
     /// The cursor.
     pub cursor: watch::Receiver<Option<CursorUpdate>>,
     control: Arc<Control>,
+    id: u64,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.set_bitrate_limit(None);
         self.control.viewers.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -152,6 +167,27 @@ impl Subscription {
     /// Asks for a keyframe (a viewer joined, lost frames, or its decoder failed).
     pub fn request_keyframe(&self) {
         self.control.keyframe.store(true, Ordering::SeqCst);
+    }
+
+    /// Limits the encoder's bitrate for this session's sake (its rate controller's target),
+    /// or lifts the limit (`None`). The encoder runs at the lowest limit of all sessions,
+    /// never above the configured bitrate; the change takes effect on the next frame, without
+    /// a keyframe.
+    pub fn set_bitrate_limit(&self, bps: Option<u32>) {
+        let mut limits = self
+            .control
+            .limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match bps {
+            Some(b) => limits.insert(self.id, b),
+            None => limits.remove(&self.id),
+        };
+    }
+
+    /// The bitrate the encoder runs at now (bits/s).
+    pub fn encoder_bitrate_bps(&self) -> u32 {
+        self.control.applied_bps.load(Ordering::SeqCst)
     }
 }
 
@@ -169,6 +205,10 @@ impl VideoFeed {
             config: self.config.clone(),
             cursor,
             control: self.control.clone(),
+            id: self
+                .control
+                .next_subscription
+                .fetch_add(1, Ordering::SeqCst),
         }
     }
 
@@ -184,9 +224,20 @@ impl VideoFeed {
         self.control.notify();
     }
 
-    /// Changes the encoder's target bitrate.
+    /// Changes the encoder's target bitrate (the ceiling; sessions' rate control may keep it
+    /// lower, see [`Subscription::set_bitrate_limit`]).
     pub fn set_bitrate(&self, bps: u32) {
         self.control.bitrate_bps.store(bps, Ordering::SeqCst);
+    }
+
+    /// The bitrate the encoder runs at now (bits/s).
+    pub fn encoder_bitrate_bps(&self) -> u32 {
+        self.control.applied_bps.load(Ordering::SeqCst)
+    }
+
+    /// The configured bitrate (the ceiling rate control works under), bits/s.
+    pub fn configured_bitrate_bps(&self) -> u32 {
+        self.control.bitrate_bps.load(Ordering::SeqCst)
     }
 
     /// Stops the thread.
@@ -222,6 +273,9 @@ pub fn start(
         finished: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
         probe: Mutex::new(None),
+        limits: Mutex::default(),
+        next_subscription: std::sync::atomic::AtomicU64::new(0),
+        applied_bps: AtomicU32::new(settings.encoder.bitrate_bps),
     });
     let feed = VideoFeed {
         units: units.clone(),
@@ -333,6 +387,12 @@ pub fn start(
                                 "encoder ready"
                             );
                             let _ = config_tx.send(Some(cfg));
+                            let mut e = e;
+                            // A new encoder starts from the configured bitrate; rate control
+                            // may have it lower.
+                            if bitrate != settings.encoder.bitrate_bps {
+                                e.set_bitrate(bitrate);
+                            }
                             encoder = Some(e);
                             picture = I420::new(w, h);
                             // The whole picture must be converted for the first frame.
@@ -348,10 +408,14 @@ pub fn start(
                 let Some(enc) = encoder.as_mut() else {
                     continue;
                 };
-                let want_bitrate = control.bitrate_bps.load(Ordering::SeqCst);
-                if want_bitrate != bitrate {
+                let want_bitrate = control.effective_bitrate();
+                // Rate control nudges the target every 50 ms; the encoder's rate control is
+                // reset only for changes that matter (2 %).
+                if want_bitrate.abs_diff(bitrate) as u64 * 50 > u64::from(bitrate) {
+                    debug!(from = bitrate, to = want_bitrate, "encoder bitrate");
                     bitrate = want_bitrate;
                     enc.set_bitrate(bitrate);
+                    control.applied_bps.store(bitrate, Ordering::SeqCst);
                 }
                 if frame.damage.is_empty() || size_changed {
                     bgrx_to_i420(&frame, matrix, range, &mut picture);

@@ -25,7 +25,9 @@
 //!   when four times the target; or loss above [`RateConfig::heavy_loss`]): the target drops
 //!   to 85 % of the delivered rate (80 % when the queue is already deep), at most once per
 //!   RTT + [`RateConfig::hold`], never below [`RateConfig::min_bps`]. The delivered rate at
-//!   that moment is remembered as the congestion point.
+//!   that moment is remembered as the congestion point. A target already below that is kept:
+//!   then the queue comes from bursts (keyframes) or other traffic, and a lower target would
+//!   only spiral down without draining it.
 //! * **Random loss** below `heavy_loss` never lowers the rate (BBR on the QUIC side does the
 //!   same): at 1 % loss, halving the rate would only make the picture worse. It raises parity
 //!   instead ([`parity_for`]).
@@ -299,13 +301,20 @@ impl RateController {
             Some((why, severe)) if (severe || self.overuse_streak >= 2) && !held => {
                 let base = delivered.map_or(self.target_bps, |d| d as f64);
                 let factor = if severe { 0.8 } else { 0.85 };
-                let next = (base * factor).min(self.target_bps * 0.95);
-                self.target_bps = next.max(self.cfg.min_bps as f64);
-                self.last_decrease = Some(now);
+                let next = (base * factor).max(self.cfg.min_bps as f64);
                 self.congestion_point = Some((now, base));
-                self.state = RateState::Decrease;
-                self.decreases += 1;
-                congestion = Some(why);
+                if next < self.target_bps {
+                    self.target_bps = next;
+                    self.last_decrease = Some(now);
+                    self.state = RateState::Decrease;
+                    self.decreases += 1;
+                    congestion = Some(why);
+                } else {
+                    // The target is already well under what the path delivers: the queue
+                    // comes from something else (bursts, other traffic); lowering the target
+                    // further would not drain it.
+                    self.state = RateState::Hold;
+                }
             }
             Some(_) => {
                 // Overuse not yet confirmed, or confirmed while the last decrease is still
@@ -388,12 +397,12 @@ impl RateController {
 /// The smallest `m ≥ min_parity` such that the frame is lost (more than `m` of its
 /// `data_fragments + m` fragments lost, independently with probability `p`) with probability
 /// at most `frame_loss_target`; `p` is the measured loss × 1.5 (loss comes in small bursts and
-/// the estimate lags), at least 0.2 %. At most `data_fragments` parity fragments (100 %
-/// overhead) for small frames and half of them for large ones, and never more than
-/// `max_total − data_fragments`.
+/// the estimate lags), at least 0.2 %. At most four or `data_fragments` parity fragments,
+/// whichever is more, for small frames (up to 8 fragments), half the data fragments for large
+/// ones, and never more than `max_total − data_fragments`.
 ///
 /// At 1 % loss and a target of 2·10⁻⁴ this gives 2 parity fragments for a one-fragment frame,
-/// and 13 for a 270-fragment keyframe (5 %); at 5 % loss, 4 and 39 (14 %).
+/// and about 13 for a 270-fragment keyframe (5 %); at 5 % loss, 3 and about 39 (14 %).
 pub fn parity_for(
     data_fragments: usize,
     loss: f64,
@@ -402,12 +411,9 @@ pub fn parity_for(
     max_total: usize,
 ) -> usize {
     let k = data_fragments.max(1);
-    let cap = if k <= 8 {
-        k.max(min_parity)
-    } else {
-        (k / 2).max(min_parity)
-    }
-    .min(max_total.saturating_sub(k));
+    let cap = if k <= 8 { k.max(4) } else { k / 2 }
+        .max(min_parity)
+        .min(max_total.saturating_sub(k));
     let p = (loss * 1.5).clamp(0.002, 0.5);
     let mut m = min_parity.min(cap);
     while m < cap && binomial_tail_above(k + m, m, p) > frame_loss_target {
@@ -603,6 +609,32 @@ mod tests {
             "{}",
             d2.target_bps
         );
+    }
+
+    #[test]
+    fn no_spiral_when_the_queue_is_not_the_targets_doing() {
+        // The RTT stays high (another flow, bursts) while the path delivers far more than the
+        // target: one decrease to 85 % of what is delivered at most, never a slide to the floor.
+        let mut c = RateController::new(RateConfig {
+            start_bps: Some(2_000_000),
+            ..RateConfig::default()
+        });
+        let t0 = Instant::now();
+        let mut tx = 0u64;
+        for i in 0..200u64 {
+            tx += 62_500; // 10 Mbit/s delivered
+            c.on_sample(PathSample {
+                now: t0 + Duration::from_millis(50 * i),
+                rtt: Duration::from_millis(if i < 10 { 30 } else { 90 }),
+                queue_delay: Duration::ZERO,
+                tx_bytes: tx,
+                lost_bytes: 0,
+                sent_packets: tx / 1200,
+                lost_packets: 0,
+            });
+        }
+        assert_eq!(c.decreases(), 0, "target {}", c.target_bps());
+        assert!(c.target_bps() >= 2_000_000);
     }
 
     #[test]

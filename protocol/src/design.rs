@@ -105,6 +105,52 @@
 //! session that falls behind skips frames (and gets a keyframe) rather than building a queue.
 //! Nothing is captured or encoded while the screen is still (DAMAGE on X11).
 //!
+//! A frame of which no fragment arrived at all (every fragment lost, or never sent to this
+//! viewer) is noticed by the gap in frame numbers when the next frame completes, and counts as
+//! lost like a partial one: the decoder never takes a frame whose references it lacks.
+//!
+//! ## Following the path: rate, parity, priorities
+//!
+//! See [`crate::congestion`] and [`crate::pacing`]. Per session, on the host:
+//!
+//! * **Priorities.** Datagrams that are not video (audio, cursor positions) go to QUIC at
+//!   once; video waits in the host's own queue and is handed over only while QUIC holds less
+//!   than ~5 ms of it at the rate QUIC has been sending. quinn sends datagrams first-in
+//!   first-out and ahead of stream data, so without this a keyframe burst would delay audio,
+//!   the cursor and the control stream (clock-sync answers) by its whole length. Input travels
+//!   the other way (viewer → host), where nothing bulky competes with it. Video that waits more
+//!   than 250 ms is dropped, whole frames, and the encoder makes a keyframe.
+//! * **Rate.** A controller fed every 50 ms with the queue's sojourn time, QUIC's RTT, loss and
+//!   delivered rate keeps the encoder's target below what the path delivers, so no standing
+//!   queue builds; random loss does not lower it (BBR on the QUIC side likewise). The encoder's
+//!   bitrate changes on the running encoder, without a keyframe. Several viewers: the encoder
+//!   follows the lowest target (the slowest path sets the quality for all; a viewer whose path
+//!   is dead does not count). A per-viewer encode (or simulcast layers) would lift that limit
+//!   at the cost of encoding several times.
+//! * **Parity.** Each frame gets the fewest parity fragments that keep its loss probability
+//!   under 2·10⁻⁴ at the measured loss (×1.5 for burstiness), at least two: on a clean path
+//!   ~2 % for a keyframe, at 1 % loss ~5 %, at 5 % loss ~14 %. `host-agent --fec 0.1` fixes the
+//!   share instead.
+//! * **Dead path.** A viewer not heard from for 600 ms gets no video (and stops limiting the
+//!   encoder) until it is heard again, then a keyframe.
+//!
+//! Recovery without a keyframe (reference invalidation, long-term references) is not used:
+//! openh264 0.9 can do it only with per-frame decoder feedback of H.264 frame numbers and
+//! long-term-reference marking (`ENCODER_LTR_RECOVERY_REQUEST`, `ENCODER_LTR_MARKING_FEEDBACK`),
+//! which the protocol does not carry yet. Parity sized to the loss makes unrecoverable frames
+//! rare instead; each one still costs a keyframe.
+//!
+//! ## Reconnecting
+//!
+//! See [`crate::reconnect`]. When the host is silent for 700 ms the viewer keeps the old
+//! connection and also starts a fresh one every 250 ms on the same UDP socket (after a long
+//! blackout QUIC's probe timer has backed off for seconds, a new handshake goes out at once);
+//! whichever answers first carries on. The new hello names the old session in an extension, and
+//! the host ends that session at once (same viewer certificate only). Input given while the
+//! link is down is dropped, not delivered late; the host has released what was held after
+//! 1 s of silence. The window stays open and says "reconnecting…"; `viewer --no-reconnect`
+//! ends the session instead, `--reconnect-timeout SECS` bounds the attempts (default 60 s).
+//!
 //! ## Malformed input
 //!
 //! Any message that does not decode, or arrives on the wrong channel or in the wrong state,

@@ -19,10 +19,17 @@
 //!
 //! The transport's send rate is measured from how fast its backlog drains while it stays
 //! non-empty; the queue's head-of-queue sojourn feeds the rate controller
-//! ([`crate::congestion`]). Video that has waited longer than [`PacerConfig::max_video_age`]
-//! is dropped whole-frame (a frame that late is worth less than the time it costs); the caller
-//! learns of it ([`MediaPacer::take_dropped_frames`]) and must make the stream decodable again
-//! (keyframe or reference recovery), because the viewer never sees those frames.
+//! ([`crate::congestion`]).
+//!
+//! Dropping, so the queue never holds stale video and never makes keyframes worse:
+//! * A keyframe queued makes every older frame still waiting worthless: they are dropped at
+//!   once (the keyframe replaces them; no recovery needed).
+//! * A delta frame that has waited longer than [`PacerConfig::max_video_age`] is dropped with
+//!   every delta frame after it (they reference it); the caller learns of it
+//!   ([`MediaPacer::take_dropped_frames`]) and must make the stream decodable again (a
+//!   keyframe), because the viewer never sees those frames.
+//! * A keyframe is never dropped for age: it is the recovery, and dropping it would only ask
+//!   for another, as large (on a slow path this turns into a keyframe storm).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -47,16 +54,20 @@ pub fn classify(datagram: &[u8]) -> DatagramClass {
     }
 }
 
-/// The frame number of an encoded video-fragment datagram (`None` for anything else or when
-/// too short).
-pub fn video_frame(datagram: &[u8]) -> Option<u32> {
+/// The frame number of an encoded video-fragment datagram and whether it is a keyframe
+/// (`None` for anything else or when too short).
+pub fn video_frame(datagram: &[u8]) -> Option<(u32, bool)> {
     if classify(datagram) != DatagramClass::Video {
         return None;
     }
-    // Tag, stream id, then the frame number (u32, little-endian): see `VideoFragment`'s
-    // encoding.
+    // Tag, stream id, the frame number (u32, little-endian), then the flags: see
+    // `VideoFragment`'s encoding.
     let b: [u8; 4] = datagram.get(2..6)?.try_into().ok()?;
-    Some(u32::from_le_bytes(b))
+    let flags = *datagram.get(6)?;
+    Some((
+        u32::from_le_bytes(b),
+        flags & crate::msg::FLAG_KEYFRAME != 0,
+    ))
 }
 
 /// Pacer settings. Every field has a documented default ([`PacerConfig::default`]).
@@ -96,6 +107,7 @@ impl Default for PacerConfig {
 struct Queued {
     queued_at: Instant,
     frame: u32,
+    keyframe: bool,
     bytes: Vec<u8>,
 }
 
@@ -106,8 +118,10 @@ pub struct PacerStats {
     pub video_sent: u64,
     /// Video bytes handed to the transport.
     pub video_bytes: u64,
-    /// Whole frames dropped for age.
+    /// Whole frames dropped for age (the viewer needs a keyframe).
     pub frames_dropped: u64,
+    /// Frames dropped because a newer keyframe was queued (no recovery needed).
+    pub frames_superseded: u64,
     /// Datagrams dropped with them.
     pub datagrams_dropped: u64,
 }
@@ -144,12 +158,28 @@ impl MediaPacer {
         }
     }
 
-    /// Queues one video datagram of `frame`.
-    pub fn push_video(&mut self, now: Instant, frame: u32, bytes: Vec<u8>) {
+    /// Queues one video datagram of `frame` (`keyframe`: an IDR). The first fragment of a
+    /// keyframe drops every older frame still queued.
+    pub fn push_video(&mut self, now: Instant, frame: u32, keyframe: bool, bytes: Vec<u8>) {
+        let new_frame = self.queue.back().is_none_or(|q| q.frame != frame);
+        if keyframe && new_frame && !self.queue.is_empty() {
+            let mut frames = 0u64;
+            let mut last = None;
+            for q in self.queue.drain(..) {
+                if last != Some(q.frame) {
+                    frames += 1;
+                    last = Some(q.frame);
+                }
+                self.stats.datagrams_dropped += 1;
+            }
+            self.queued_bytes = 0;
+            self.stats.frames_superseded += frames;
+        }
         self.queued_bytes += bytes.len();
         self.queue.push_back(Queued {
             queued_at: now,
             frame,
+            keyframe,
             bytes,
         });
     }
@@ -213,6 +243,11 @@ impl MediaPacer {
         frames
     }
 
+    /// Whether a keyframe (or part of one) waits in the queue.
+    pub fn has_keyframe(&self) -> bool {
+        self.queue.iter().any(|q| q.keyframe)
+    }
+
     /// Video bytes waiting.
     pub fn queued_bytes(&self) -> usize {
         self.queued_bytes
@@ -268,20 +303,28 @@ impl MediaPacer {
     }
 
     fn drop_stale(&mut self, now: Instant) {
-        while let Some(head) = self.queue.front() {
-            if now.saturating_duration_since(head.queued_at) <= self.cfg.max_video_age {
+        let Some(head) = self.queue.front() else {
+            return;
+        };
+        if head.keyframe || now.saturating_duration_since(head.queued_at) <= self.cfg.max_video_age
+        {
+            return;
+        }
+        // This delta frame and every delta frame after it (they reference it) go, up to the
+        // next keyframe, which starts over.
+        let mut last = None;
+        while let Some(q) = self.queue.front() {
+            if q.keyframe {
                 break;
             }
-            let frame = head.frame;
-            // The whole frame goes: a partial frame is useless to the viewer.
-            while self.queue.front().is_some_and(|q| q.frame == frame) {
-                if let Some(q) = self.queue.pop_front() {
-                    self.queued_bytes -= q.bytes.len();
-                    self.stats.datagrams_dropped += 1;
-                }
+            let q = self.queue.pop_front().expect("front exists");
+            self.queued_bytes -= q.bytes.len();
+            self.stats.datagrams_dropped += 1;
+            if last != Some(q.frame) {
+                last = Some(q.frame);
+                self.stats.frames_dropped += 1;
+                self.dropped_frames.push(q.frame);
             }
-            self.stats.frames_dropped += 1;
-            self.dropped_frames.push(frame);
         }
     }
 }
@@ -311,14 +354,15 @@ mod tests {
         })
         .to_bytes();
         assert_eq!(classify(&video), DatagramClass::Video);
-        assert_eq!(video_frame(&video), Some(1));
+        assert_eq!(video_frame(&video), Some((1, false)));
         let Ok(Message::Video(mut later)) = Message::from_bytes(&video) else {
             panic!("a video message")
         };
         later.frame = 0xDEAD_BEEF;
+        later.keyframe = true;
         assert_eq!(
             video_frame(&Message::Video(later).to_bytes()),
-            Some(0xDEAD_BEEF)
+            Some((0xDEAD_BEEF, true))
         );
         assert_eq!(video_frame(&video[..4]), None);
         let cursor = Message::CursorPosition(CursorPosition {
@@ -362,7 +406,7 @@ mod tests {
         let mut p = MediaPacer::new(PacerConfig::default());
         let now = Instant::now();
         for _ in 0..250 {
-            p.push_video(now, 1, vec![0; 1200]);
+            p.push_video(now, 1, true, vec![0; 1200]);
         }
         let mut t = Transport {
             backlog: 0,
@@ -384,7 +428,7 @@ mod tests {
         // 20 Mbit/s of video offered for 2 s to a 10 Mbit/s transport, one frame per 16 ms.
         for frame in 0..125u32 {
             for _ in 0..33 {
-                p.push_video(now, frame, vec![0; 1200]);
+                p.push_video(now, frame, frame == 0, vec![0; 1200]);
             }
             for _ in 0..16 {
                 feed(&mut p, &mut t, now);
@@ -409,7 +453,7 @@ mod tests {
     fn min_delay_separates_a_burst_from_a_standing_queue() {
         let mut p = MediaPacer::new(PacerConfig::default());
         let now = Instant::now();
-        p.push_video(now, 1, vec![0; 1200]);
+        p.push_video(now, 1, false, vec![0; 1200]);
         // Held back by a full transport for 30 ms.
         assert!(p.poll_send(now + ms(30), 2_000_000).is_none());
         assert_eq!(p.take_min_delay(now + ms(30)), ms(30));
@@ -419,20 +463,39 @@ mod tests {
     }
 
     #[test]
-    fn stale_video_is_dropped_whole_frames_oldest_first() {
+    fn a_stale_delta_frame_goes_with_every_delta_frame_after_it() {
         let mut p = MediaPacer::new(PacerConfig::default());
         let now = Instant::now();
         for f in 1..=3u32 {
             for _ in 0..3 {
-                p.push_video(now + ms(100 * u64::from(f)), f, vec![0; 1000]);
+                p.push_video(now + ms(100 * u64::from(f)), f, false, vec![0; 1000]);
             }
         }
-        // At 360 ms frame 1 (queued at 100 ms) is 260 ms old; frames 2 and 3 are not.
+        // At 360 ms frame 1 (queued at 100 ms) is 260 ms old: it goes, and frames 2 and 3,
+        // which reference it, with it.
         assert!(p.poll_send(now + ms(360), 5_000_000).is_none());
-        assert_eq!(p.take_dropped_frames(), vec![1]);
-        assert_eq!(p.queued_bytes(), 6000);
-        assert_eq!(p.clear(), vec![2, 3]);
+        assert_eq!(p.take_dropped_frames(), vec![1, 2, 3]);
         assert_eq!(p.queued_bytes(), 0);
         assert_eq!(p.stats().frames_dropped, 3);
+    }
+
+    #[test]
+    fn a_keyframe_supersedes_older_frames_and_is_never_dropped_for_age() {
+        let mut p = MediaPacer::new(PacerConfig::default());
+        let now = Instant::now();
+        p.push_video(now, 1, false, vec![0; 1000]);
+        p.push_video(now, 2, false, vec![0; 1000]);
+        for _ in 0..3 {
+            p.push_video(now + ms(10), 3, true, vec![0; 1000]);
+        }
+        p.push_video(now + ms(20), 4, false, vec![0; 1000]);
+        assert_eq!(p.stats().frames_superseded, 2);
+        assert_eq!(p.queued_bytes(), 4000);
+        // Much later, with the transport full: the keyframe stays (and the delta frame behind
+        // it that needs it).
+        assert!(p.poll_send(now + ms(1000), 5_000_000).is_none());
+        assert!(p.take_dropped_frames().is_empty());
+        assert_eq!(p.queued_bytes(), 4000);
+        assert_eq!(p.clear(), vec![3, 4]);
     }
 }

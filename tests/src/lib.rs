@@ -84,6 +84,7 @@ impl Pki {
             },
             connect_timeout: Duration::from_secs(5),
             via: None,
+            reconnect: sightline_protocol::reconnect::ReconnectConfig::default(),
         }
     }
 }
@@ -121,6 +122,7 @@ fn loopback_config(
         clock,
         video,
         fec: FecConfig::default(),
+        adapt: sightline_host::media_send::AdaptConfig::default(),
     }
 }
 

@@ -115,6 +115,9 @@ pub struct WindowShared {
     pub input: Mutex<Option<InputSender>>,
     /// Also sends every present record here (bench mode).
     pub present_tap: Mutex<Option<std::sync::mpsc::Sender<PresentRecord>>>,
+    /// A line shown over the picture and in the title while the link is down
+    /// ("reconnecting…"); `None` while it is up.
+    pub link_banner: Mutex<Option<String>>,
 }
 
 impl Default for WindowShared {
@@ -127,6 +130,7 @@ impl Default for WindowShared {
             presented: Mutex::default(),
             input: Mutex::default(),
             present_tap: Mutex::default(),
+            link_banner: Mutex::default(),
         }
     }
 }
@@ -419,6 +423,8 @@ struct App {
     /// Pen tablets and jog/shuttle controllers opened for this session.
     extra: Option<ExtraInputs>,
     error: Option<WindowError>,
+    /// The link banner shown (and put in the title) at the last redraw.
+    link_banner: Option<String>,
 }
 
 /// A key combination the viewer handles itself instead of sending it to the host.
@@ -534,6 +540,7 @@ impl App {
             scale: Arc::default(),
             extra: None,
             error: None,
+            link_banner: None,
         }
     }
 
@@ -686,6 +693,21 @@ impl App {
                 self.save_under.save(&canvas, r);
                 panel.draw(&mut canvas);
             }
+        }
+        let banner = lock(&self.shared.link_banner).clone();
+        if let Some(text) = &banner {
+            if let Some(r) = crate::overlay::banner_rect(&canvas, text) {
+                self.save_under.save(&canvas, r);
+                crate::overlay::draw_banner(&mut canvas, text);
+            }
+        }
+        if banner != self.link_banner {
+            let title = match &banner {
+                Some(_) => format!("{} — reconnecting…", self.opts.title),
+                None => self.opts.title.clone(),
+            };
+            gfx.window.set_title(&title);
+            self.link_banner = banner;
         }
         let composed = Instant::now();
         let scale_us = gfx.backend.render()?;

@@ -16,6 +16,7 @@ pub mod input;
 pub mod net;
 pub mod overlay;
 pub mod present_cpu;
+pub mod reconnect;
 pub mod stats;
 pub mod video;
 pub mod wan;

@@ -9,11 +9,13 @@ use sightline_certs::{Identity, TrustPolicy};
 use std::sync::PoisonError;
 
 use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
+use sightline_protocol::reconnect::ReconnectConfig;
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
 use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
+use sightline_viewer::reconnect::LinkState;
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
 use sightline_viewer::wan::WanSpec;
 use sightline_viewer::window::{run_windowed, WindowedEnd};
@@ -85,6 +87,13 @@ struct Args {
     /// would see, or measure it with --bench.
     #[arg(long, value_name = "SPEC")]
     wan: Option<WanSpec>,
+    /// Do not reconnect after a network drop: the session ends when the connection does
+    /// (for scripts).
+    #[arg(long)]
+    no_reconnect: bool,
+    /// Stop reconnecting after this many seconds without the host (0: never stop).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    reconnect_timeout: u64,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
@@ -196,6 +205,12 @@ fn main() -> anyhow::Result<()> {
         },
         connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
         via: None,
+        reconnect: ReconnectConfig {
+            enabled: !args.no_reconnect,
+            give_up_after: (args.reconnect_timeout > 0)
+                .then(|| Duration::from_secs(args.reconnect_timeout)),
+            ..ReconnectConfig::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -267,8 +282,11 @@ fn main() -> anyhow::Result<()> {
             println!("negotiated: {caps:?}");
         }
         let mut answered = 0u64;
+        let mut link = conn.link_state();
+        let mut link_msg = LinkMessages::default();
         loop {
             tokio::select! {
+                Ok(()) = link.changed() => link_msg.report(&link.borrow_and_update()),
                 ev = conn.next_event() => match ev {
                     Some(ViewerEvent::Clock(c)) => {
                         answered += 1;
@@ -333,8 +351,11 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
     let mut ended: Option<String> = None;
+    let mut link = conn.link_state();
+    let mut link_msg = LinkMessages::default();
     loop {
         tokio::select! {
+            Ok(()) = link.changed() => link_msg.report(&link.borrow_and_update()),
             _ = recorder.done.notified() => break,
             ev = conn.next_event() => match ev {
                 Some(ViewerEvent::StreamConfig(c)) => stream = Some(c),
@@ -409,6 +430,37 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
+}
+
+/// Prints the link going down and coming back, once each.
+#[derive(Default)]
+struct LinkMessages {
+    down_since: Option<std::time::Instant>,
+}
+
+impl LinkMessages {
+    fn report(&mut self, state: &LinkState) {
+        match state {
+            LinkState::Reconnecting { since, .. } if self.down_since.is_none() => {
+                self.down_since = Some(*since);
+                eprintln!("viewer: connection to the host lost; reconnecting (input is not sent until the link is back)");
+            }
+            LinkState::Up { reconnects, .. } => {
+                if let Some(since) = self.down_since.take() {
+                    eprintln!(
+                        "viewer: {} after {:.1} s without the host",
+                        if *reconnects > 0 {
+                            "reconnected"
+                        } else {
+                            "link back"
+                        },
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn config_name() -> String {

@@ -17,6 +17,7 @@ use sightline_certs::{
 use sightline_protocol::msg::{
     BitDepths, ChromaFormats, GoodbyeReason, InputEvent, InputKinds, VideoCodecs, Welcome,
 };
+use sightline_protocol::reconnect::ReconnectConfig;
 use sightline_protocol::session::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 use sightline_protocol::time::WireClock;
 use sightline_protocol::transport::{
@@ -28,6 +29,7 @@ use tracing::{debug, info};
 
 use crate::config::HostAddr;
 use crate::decode::FrameSink;
+use crate::reconnect::{Link, LinkState};
 use crate::stats::{SessionTotals, SharedClock};
 use crate::video::VideoReceiver;
 
@@ -49,6 +51,9 @@ pub struct ConnectOptions {
     /// Send the packets here instead of to `host`'s address (a relay such as the WAN
     /// emulator); the host is still verified and pinned as `host`.
     pub via: Option<SocketAddr>,
+    /// Reconnecting after a network drop ([`ReconnectConfig::enabled`] off: the session ends
+    /// when the connection does).
+    pub reconnect: ReconnectConfig,
 }
 
 /// Where media goes. Without a video sink the viewer advertises no video decoding.
@@ -163,7 +168,9 @@ pub struct ViewerConnection {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<ViewerEvent>,
     task: tokio::task::JoinHandle<CloseReason>,
-    connection: quinn::Connection,
+    /// The current connection (a reconnect replaces it).
+    connection: Arc<Mutex<quinn::Connection>>,
+    link: tokio::sync::watch::Receiver<LinkState>,
 }
 
 /// A cheap handle for sending input from another thread (the window's event loop) without
@@ -215,7 +222,19 @@ impl ViewerConnection {
 
     /// QUIC's own RTT estimate.
     pub fn quic_rtt(&self) -> Duration {
-        self.connection.rtt()
+        self.current_connection().rtt()
+    }
+
+    /// Whether the link is up or the viewer is reconnecting; changes are signalled.
+    pub fn link_state(&self) -> tokio::sync::watch::Receiver<LinkState> {
+        self.link.clone()
+    }
+
+    fn current_connection(&self) -> quinn::Connection {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Says goodbye and waits for the session to end.
@@ -230,9 +249,9 @@ impl ViewerConnection {
 
     /// Drops the connection without a goodbye (as a crash or network loss would).
     pub fn abort(self) {
-        self.connection
-            .close(CLOSE_PROTOCOL_ERROR.into(), b"viewer aborted");
         self.task.abort();
+        self.current_connection()
+            .close(CLOSE_PROTOCOL_ERROR.into(), b"viewer aborted");
     }
 }
 
@@ -258,13 +277,14 @@ pub async fn connect_media(
         opts.trust,
     );
     let tls = viewer_tls_config(&opts.identity, verifier.clone(), &[ALPN])?;
-    let result = connect_with(
+    let result = connect_reconnecting(
         addr,
         &opts.host.host,
         tls,
         opts.session,
         opts.connect_timeout,
         media,
+        opts.reconnect,
     )
     .await;
     match (result, verifier.outcome()) {
@@ -300,16 +320,33 @@ pub async fn resolve(h: &HostAddr) -> Result<SocketAddr, ConnectError> {
     })
 }
 
-/// Connects with a ready TLS configuration (tests use this to offer odd configurations).
+/// Connects with a ready TLS configuration (tests use this to offer odd configurations); no
+/// reconnecting.
 pub async fn connect_with(
+    addr: SocketAddr,
+    server_name: &str,
+    tls: rustls::ClientConfig,
+    session_cfg: ViewerConfig,
+    timeout: Duration,
+    media: Media,
+) -> Result<ViewerConnection, ConnectError> {
+    let off = ReconnectConfig {
+        enabled: false,
+        ..ReconnectConfig::default()
+    };
+    connect_reconnecting(addr, server_name, tls, session_cfg, timeout, media, off).await
+}
+
+/// [`connect_with`] that reconnects by itself after a network drop, per `reconnect`.
+pub async fn connect_reconnecting(
     addr: SocketAddr,
     server_name: &str,
     tls: rustls::ClientConfig,
     mut session_cfg: ViewerConfig,
     timeout: Duration,
     media: Media,
+    reconnect: ReconnectConfig,
 ) -> Result<ViewerConnection, ConnectError> {
-    let started = Instant::now();
     if media.video.is_some() {
         session_cfg.capabilities.video_codecs = session_cfg
             .capabilities
@@ -327,7 +364,7 @@ pub async fn connect_with(
     } else {
         "0.0.0.0:0".parse().expect("literal address")
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
+    let endpoint = client_endpoint(bind)?;
     let quic = QuicClientConfig::with_initial(Arc::new(tls), quic_initial_suite())
         .map_err(|e| ConnectError::Tls(format!("QUIC TLS configuration: {e}")))?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
@@ -337,12 +374,140 @@ pub async fn connect_with(
     transport.max_idle_timeout(Some(idle));
     transport.keep_alive_interval(Some(Duration::from_millis(500)));
     transport.datagram_receive_buffer_size(Some(8 << 20));
+    // A handshake packet lost (a reconnect attempt while the path is still down) is sent again
+    // after ~3 × this instead of quinn's ~1 s default.
+    transport.initial_rtt(Duration::from_millis(100));
     client.transport_config(Arc::new(transport));
+    let mut endpoint = endpoint;
     endpoint.set_default_client_config(client);
 
+    let dialer = Dialer {
+        endpoint: endpoint.clone(),
+        addr,
+        server_name: server_name.to_owned(),
+        session_cfg,
+        timeout,
+    };
+    let est = establish(&dialer, None).await?;
+    let Established {
+        conn,
+        ctl_send,
+        input_send,
+        session,
+        in_rx,
+        welcome,
+        setup_time,
+    } = est;
+
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let video = match media.video {
+        Some(sink) => Some(
+            VideoReceiver::new(sink, viewer_clock())
+                .map_err(|e| ConnectError::Streams(format!("cannot start the decoder: {e}")))?,
+        ),
+        None => None,
+    };
+    let current = Arc::new(Mutex::new(conn.clone()));
+    let (link, link_rx) = Link::new(reconnect, dialer, welcome.session_id, current.clone());
+    let task = tokio::spawn(run(
+        session,
+        Streams {
+            conn: conn.clone(),
+            ctl_send,
+            input_send,
+            endpoint,
+        },
+        in_rx,
+        cmd_rx,
+        ev_tx,
+        MediaState {
+            video,
+            clock: media.clock,
+            totals: media.totals,
+        },
+        link,
+    ));
+    Ok(ViewerConnection {
+        welcome,
+        remote: addr,
+        setup_time,
+        commands: cmd_tx,
+        events: ev_rx,
+        task,
+        connection: current,
+        link: link_rx,
+    })
+}
+
+/// A client endpoint on `bind` with UDP buffers sized for keyframe bursts.
+fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, ConnectError> {
+    let (socket, (_, rcv)) =
+        crate::reconnect::bind_udp(bind, SOCKET_BUFFER_BYTES).map_err(ConnectError::Socket)?;
+    if rcv < SOCKET_BUFFER_BYTES {
+        debug!(
+            recv = rcv,
+            wanted = SOCKET_BUFFER_BYTES,
+            "UDP receive buffer smaller than asked (net.core.rmem_max)"
+        );
+    }
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| ConnectError::Socket(std::io::Error::other("no async runtime for quinn")))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+        .map_err(ConnectError::Socket)
+}
+
+/// UDP socket buffers requested: a keyframe (300 KB and more) arrives as one burst, which the
+/// default ~200 KB receive buffer drops in part even on loopback.
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Everything needed to open a connection to the host (again).
+#[derive(Debug, Clone)]
+pub(crate) struct Dialer {
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) addr: SocketAddr,
+    pub(crate) server_name: String,
+    pub(crate) session_cfg: ViewerConfig,
+    pub(crate) timeout: Duration,
+}
+
+/// A connection through the hello stage, ready to run.
+pub(crate) struct Established {
+    pub(crate) conn: quinn::Connection,
+    ctl_send: quinn::SendStream,
+    input_send: quinn::SendStream,
+    session: ViewerSession,
+    in_rx: mpsc::Receiver<NetIn>,
+    pub(crate) welcome: Welcome,
+    pub(crate) setup_time: Duration,
+}
+
+impl std::fmt::Debug for Established {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Established")
+            .field("welcome", &self.welcome)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connect → TLS → streams → hello on `d`'s endpoint; `resume` names the session this one
+/// replaces (a reconnect).
+pub(crate) async fn establish(
+    d: &Dialer,
+    resume: Option<u64>,
+) -> Result<Established, ConnectError> {
+    let started = Instant::now();
+    let (addr, timeout) = (d.addr, d.timeout);
+    let mut session_cfg = d.session_cfg.clone();
+    if let Some(old) = resume {
+        session_cfg
+            .hello_extensions
+            .push(sightline_protocol::reconnect::resume_extension(old));
+    }
     // Stage: connect + TLS.
-    let connecting = endpoint
-        .connect(addr, server_name)
+    let connecting = d
+        .endpoint
+        .connect(addr, &d.server_name)
         .map_err(|e| ConnectError::Tls(format!("cannot start the handshake: {e}")))?;
     let conn = match tokio::time::timeout(timeout, connecting).await {
         Err(_) => return Err(ConnectError::NoAnswer { addr, timeout }),
@@ -433,47 +598,21 @@ pub async fn connect_with(
         session = %format!("{:016x}", welcome.session_id),
         version = welcome.version,
         setup_ms = setup_time.as_secs_f64() * 1e3,
+        resumed = resume.is_some(),
         "connected"
     );
-
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let video = match media.video {
-        Some(sink) => Some(
-            VideoReceiver::new(sink, clock)
-                .map_err(|e| ConnectError::Streams(format!("cannot start the decoder: {e}")))?,
-        ),
-        None => None,
-    };
-    let task = tokio::spawn(run(
+    Ok(Established {
+        conn,
+        ctl_send,
+        input_send,
         session,
-        Streams {
-            conn: conn.clone(),
-            ctl_send,
-            input_send,
-            endpoint,
-        },
         in_rx,
-        cmd_rx,
-        ev_tx,
-        MediaState {
-            video,
-            clock: media.clock,
-            totals: media.totals,
-        },
-    ));
-    Ok(ViewerConnection {
         welcome,
-        remote: addr,
         setup_time,
-        commands: cmd_tx,
-        events: ev_rx,
-        task,
-        connection: conn,
     })
 }
 
-enum NetIn {
+pub(crate) enum NetIn {
     Stream(Vec<u8>),
     Datagram(bytes::Bytes),
     Lost(String),
@@ -579,6 +718,9 @@ impl MediaState {
                 Some(ViewerEvent::StreamConfig(c))
             }
             ViewerEvent::Clock(c) => {
+                if let Some(v) = self.video.as_mut() {
+                    v.set_rtt(Duration::from_micros(c.smoothed_rtt_us));
+                }
                 *self.clock.lock().unwrap_or_else(PoisonError::into_inner) = Some(c);
                 Some(ViewerEvent::Clock(c))
             }
@@ -599,6 +741,24 @@ impl MediaState {
         self.video.as_ref().and_then(|v| v.next_timeout(now))
     }
 
+    /// The session moved to a new connection: frames in flight are gone and the host starts
+    /// the new session with a keyframe.
+    fn on_reconnected(&mut self, _session: &mut ViewerSession) {
+        if let Some(v) = self.video.as_mut() {
+            v.restart();
+            self.publish();
+        }
+    }
+
+    /// The old connection came back after a stall: ask for a keyframe now rather than after
+    /// the lost frames time out.
+    fn on_link_back(&mut self, session: &mut ViewerSession) {
+        if let Some(v) = self.video.as_mut() {
+            v.restart();
+            session.request_keyframe(0, sightline_protocol::msg::KeyframeReason::FrameLost);
+        }
+    }
+
     fn publish(&self) {
         if let Some(v) = &self.video {
             let s = v.stats();
@@ -612,6 +772,7 @@ impl MediaState {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut session: ViewerSession,
     streams: Streams,
@@ -619,18 +780,26 @@ async fn run(
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ViewerEvent>,
     mut media: MediaState,
+    mut link: Link,
 ) -> CloseReason {
     let Streams {
-        conn,
+        mut conn,
         mut ctl_send,
         mut input_send,
         endpoint,
     } = streams;
     let mut closing: Option<CloseReason> = None;
     let mut commands_open = true;
+    // The current connection's readers still report (after a drop they end).
+    let mut net_open = true;
     loop {
         while let Some(ev) = session.poll_event() {
             if let ViewerEvent::Closed(reason) = &ev {
+                // A network drop is not the end of the session when reconnecting is on: the
+                // application keeps its window and hears of it through the link state.
+                if link.keep_after_close(Instant::now(), reason, &conn) {
+                    continue;
+                }
                 closing = Some(reason.clone());
             }
             if let Some(ev) = media.filter(Instant::now(), &mut session, ev) {
@@ -652,6 +821,7 @@ async fn run(
             }
         }
         if let Some(reason) = closing.take() {
+            link.ended();
             let _ = ctl_send.finish();
             let _ = input_send.finish();
             // Wait (briefly) until the host has both streams' data, so the goodbye and the
@@ -666,21 +836,47 @@ async fn run(
             return reason;
         }
         let now = Instant::now();
-        let wake = [session.poll_timeout(), media.next_timeout(now)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| now + Duration::from_secs(1));
+        let wake = [
+            session.poll_timeout(),
+            media.next_timeout(now),
+            link.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| now + Duration::from_secs(1));
         tokio::select! {
-            msg = net_rx.recv() => match msg {
-                Some(m) => feed(&mut session, m),
-                None => session.handle_connection_lost(Instant::now(), "readers ended"),
+            msg = net_rx.recv(), if net_open => match msg {
+                Some(m) => {
+                    if link.on_heard(Instant::now()) {
+                        // The old connection came back before a new one: the frames lost
+                        // meanwhile need a keyframe.
+                        media.on_link_back(&mut session);
+                    }
+                    feed(&mut session, m)
+                }
+                None => {
+                    net_open = false;
+                    session.handle_connection_lost(Instant::now(), "readers ended")
+                }
             },
             cmd = cmd_rx.recv(), if commands_open => match cmd {
                 Some(Command::Input(ev, reply)) => {
-                    let _ = reply.send(session.send_input(Instant::now(), ev));
+                    // While the link is down input is dropped, not queued: seconds late, a
+                    // click does the wrong thing (the host has released what was held).
+                    let res = if link.is_down() {
+                        link.input_dropped();
+                        Err(SendInputError::NotEstablished)
+                    } else {
+                        session.send_input(Instant::now(), ev)
+                    };
+                    let _ = reply.send(res);
                 }
                 Some(Command::Close(message)) => {
+                    if session.is_closed() {
+                        closing = Some(CloseReason::Local { reason: GoodbyeReason::Normal, message });
+                        continue;
+                    }
                     // Streams are not ordered with each other: let the host have every input
                     // already written before it reads the goodbye, or it would drop the last
                     // events (a key release among them) with the closed session.
@@ -690,8 +886,26 @@ async fn run(
                 }
                 None => {
                     commands_open = false;
+                    if session.is_closed() {
+                        closing = Some(CloseReason::Local { reason: GoodbyeReason::Normal, message: "viewer closed".into() });
+                        continue;
+                    }
                     session.close_with(GoodbyeReason::Normal, "viewer closed");
                 }
+            },
+            won = link.next_connection(), if link.has_attempts() => match won {
+                Ok(est) => {
+                    // A fresh connection answered first: move the session onto it.
+                    let old = std::mem::replace(&mut conn, est.conn.clone());
+                    old.close(CLOSE_VIEWER_QUIT.into(), b"replaced by a new connection");
+                    let welcome = est.welcome.clone();
+                    (session, ctl_send, input_send, net_rx) = (est.session, est.ctl_send, est.input_send, est.in_rx);
+                    net_open = true;
+                    link.on_connected(Instant::now(), &welcome, &conn);
+                    media.on_reconnected(&mut session);
+                    let _ = events.send(ViewerEvent::Connected(welcome));
+                }
+                Err(e) => link.on_attempt_failed(&e),
             },
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
@@ -699,6 +913,15 @@ async fn run(
                     session.handle_timeout(now);
                 }
                 media.on_timeout(now, &mut session);
+                if let Some(reason) = link.on_timer(now) {
+                    // Reconnecting was given up.
+                    if session.is_closed() {
+                        let _ = events.send(ViewerEvent::Closed(reason.clone()));
+                        closing = Some(reason);
+                    } else {
+                        session.close_with(GoodbyeReason::Timeout, &reason.to_string());
+                    }
+                }
             }
         }
     }

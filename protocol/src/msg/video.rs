@@ -50,7 +50,7 @@ impl Decode for HostStageTimes {
     }
 }
 
-const FLAG_KEYFRAME: u8 = 1;
+pub(crate) const FLAG_KEYFRAME: u8 = 1;
 const FLAG_TIMES: u8 = 2;
 
 /// One fragment of an encoded access unit.

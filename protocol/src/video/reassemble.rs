@@ -98,6 +98,7 @@ struct Partial {
     au_len: u32,
     times: Option<HostStageTimes>,
     first_packet_us: u64,
+    last_packet_us: u64,
     fragments: Vec<Option<Vec<u8>>>,
     received: u16,
 }
@@ -151,6 +152,7 @@ impl Reassembler {
             au_len: f.au_len,
             times: None,
             first_packet_us: now_us,
+            last_packet_us: now_us,
             fragments: vec![None; f.fragment_count as usize],
             received: 0,
         });
@@ -165,6 +167,7 @@ impl Reassembler {
         }
         *slot = Some(f.payload);
         p.received += 1;
+        p.last_packet_us = now_us;
         if p.times.is_none() {
             p.times = f.times;
         }
@@ -215,6 +218,15 @@ impl Reassembler {
             self.mark_lost(frame, p.stream_id, &mut events);
         }
         events
+    }
+
+    /// Whether a keyframe is arriving: one is incomplete and got a fragment within
+    /// `within_us` of `now_us` (a slow path takes a while to carry one; asking for another
+    /// meanwhile would only slow it down).
+    pub fn keyframe_arriving(&self, now_us: u64, within_us: u64) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.keyframe && now_us.saturating_sub(p.last_packet_us) <= within_us)
     }
 
     /// When [`Reassembler::handle_timeout`] should next be called (viewer clock, µs).
