@@ -113,7 +113,12 @@ pub struct MediaSender {
     dropped_pending: usize,
     /// When the last fragment of the last keyframe went to the transport.
     keyframe_sent_at: Option<Instant>,
+    /// The queue holds more video than goes out in [`BACKLOG_DELAY`].
+    backlogged: bool,
 }
+
+/// Video queued for longer than this (at the rate it leaves) makes the encoder skip frames.
+const BACKLOG_DELAY: Duration = Duration::from_millis(40);
 
 impl MediaSender {
     /// A sender for a connection whose `datagram_send_buffer_space()` is `empty_space` with
@@ -148,6 +153,7 @@ impl MediaSender {
             stats: MediaSendStats::default(),
             dropped_pending: 0,
             keyframe_sent_at: None,
+            backlogged: false,
             cfg,
         }
     }
@@ -185,6 +191,16 @@ impl MediaSender {
                 debug!(error = %e, "video datagram not sent");
             }
         }
+        let out_bps = self
+            .pacer
+            .pacing_rate()
+            .unwrap_or(u64::MAX)
+            .min(self.pacer.rate_bps())
+            .max(1);
+        let queued_for =
+            Duration::from_secs_f64(self.pacer.queued_bytes() as f64 * 8.0 / out_bps as f64);
+        self.backlogged = !self.dead
+            && (queued_for > BACKLOG_DELAY || self.pacer.queue_delay(now) > BACKLOG_DELAY);
         let dropped = self.pacer.take_dropped_frames();
         if !dropped.is_empty() {
             debug!(frames = ?dropped, "stale video dropped before sending");
@@ -254,6 +270,12 @@ impl MediaSender {
             }
             self.stats.target_bps = d.target_bps;
             self.stats.loss = d.loss;
+            // Once the path pushed back (the target is below the ceiling), video leaves no
+            // faster than 1.5 × the target: a keyframe burst must not overflow the
+            // bottleneck's buffer. An unconstrained path keeps full speed.
+            let constrained = d.target_bps < rate.config().max_bps;
+            let pace = (d.target_bps * 3 / 2).max(d.delivered_bps.unwrap_or(0) * 6 / 5);
+            self.pacer.set_pacing_rate(now, constrained.then_some(pace));
             self.stats.rate_decreases = rate.decreases();
             // The encoder gets what is left of the target after parity and headers (QUIC adds
             // ~4 % of its own), but never less than half of it: parity grows with the video.
@@ -306,18 +328,26 @@ impl MediaSender {
         }
     }
 
-    /// Whether a keyframe for this viewer is still on its way (queued, or sent less than a
-    /// round trip ago): a keyframe request meanwhile is answered by that one.
-    pub fn keyframe_in_flight(&self, now: Instant, rtt: Duration) -> bool {
+    /// Whether a keyframe for this viewer waits in its queue: a keyframe request meanwhile is
+    /// answered by that one (it is newer than anything the viewer could have lost). Once it
+    /// has left, requests are honoured again: the viewer does not ask while one is arriving.
+    pub fn keyframe_queued(&self) -> bool {
         self.pacer.has_keyframe()
-            || self
-                .keyframe_sent_at
-                .is_some_and(|t| now.saturating_duration_since(t) < rtt + Duration::from_millis(30))
+    }
+
+    /// When the last keyframe for this viewer finished leaving the queue.
+    pub fn keyframe_sent_at(&self) -> Option<Instant> {
+        self.keyframe_sent_at
     }
 
     /// The viewer's periodic report.
     pub fn on_viewer_stats(&mut self, s: &StatsReport) {
         self.stats.viewer_frames_lost = s.frames_lost;
+    }
+
+    /// Whether more video waits than the path takes in time (the encoder should skip frames).
+    pub fn backlogged(&self) -> bool {
+        self.backlogged
     }
 
     /// Whether the path is dead (no video is queued for it).

@@ -486,6 +486,7 @@ impl SessionCtx {
         );
         let superseded = Arc::new(tokio::sync::Notify::new());
         let mut close_code = CLOSE_NORMAL;
+        let mut backlogged = false;
         let _registration = Registration {
             sessions: self.sessions.clone(),
             id: session_id,
@@ -504,6 +505,12 @@ impl SessionCtx {
                 }
             }
             media.flush(&conn, Instant::now());
+            if let Some(v) = &video {
+                if media.backlogged() != backlogged {
+                    backlogged = media.backlogged();
+                    v.set_backlogged(backlogged);
+                }
+            }
             while let Some(ev) = session.poll_event() {
                 match ev {
                     HostEvent::Connected {
@@ -539,7 +546,7 @@ impl SessionCtx {
                         });
                     }
                     HostEvent::KeyframeRequested(k) => {
-                        if media.keyframe_in_flight(Instant::now(), conn.rtt()) {
+                        if media.keyframe_queued() {
                             // One is on its way: another, as large, would only delay it.
                             debug!(?k, "keyframe requested; one is already on its way");
                         } else if let Some(v) = &video {
@@ -593,9 +600,9 @@ impl SessionCtx {
                         if let Some(limit) = tick.bitrate_limit {
                             v.set_bitrate_limit(limit);
                         }
-                        if tick.frames_dropped > 0 {
+                        if tick.frames_dropped > 0 && !media.keyframe_queued() {
                             // Frames this viewer will never see: its decoder needs a fresh
-                            // start.
+                            // start (unless a keyframe is on its way already).
                             v.request_keyframe();
                         }
                     }

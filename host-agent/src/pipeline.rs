@@ -80,6 +80,11 @@ struct Control {
     next_subscription: std::sync::atomic::AtomicU64,
     /// The bitrate the encoder runs at now.
     applied_bps: AtomicU32,
+    /// Sessions whose send queue holds more video than their path carries in time: the
+    /// encoder skips frames (lower frame rate) until none is, rather than feed a queue.
+    backlogged: Mutex<std::collections::HashSet<u64>>,
+    /// Frames not encoded because a session was backlogged.
+    skipped_backlog: std::sync::atomic::AtomicU64,
 }
 
 impl Control {
@@ -159,6 +164,7 @@ pub struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.set_bitrate_limit(None);
+        self.set_backlogged(false);
         self.control.viewers.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -188,6 +194,22 @@ impl Subscription {
     /// The bitrate the encoder runs at now (bits/s).
     pub fn encoder_bitrate_bps(&self) -> u32 {
         self.control.applied_bps.load(Ordering::SeqCst)
+    }
+
+    /// This session's send queue holds more video than its path carries in time (`true`):
+    /// the encoder skips frames until it drains. Keyframes are still made when asked for
+    /// (one replaces everything queued).
+    pub fn set_backlogged(&self, on: bool) {
+        let mut b = self
+            .control
+            .backlogged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if on {
+            b.insert(self.id);
+        } else {
+            b.remove(&self.id);
+        }
     }
 }
 
@@ -235,6 +257,11 @@ impl VideoFeed {
         self.control.applied_bps.load(Ordering::SeqCst)
     }
 
+    /// Frames not encoded because a session's send queue was backlogged.
+    pub fn frames_skipped_for_backlog(&self) -> u64 {
+        self.control.skipped_backlog.load(Ordering::SeqCst)
+    }
+
     /// The configured bitrate (the ceiling rate control works under), bits/s.
     pub fn configured_bitrate_bps(&self) -> u32 {
         self.control.bitrate_bps.load(Ordering::SeqCst)
@@ -276,6 +303,8 @@ pub fn start(
         limits: Mutex::default(),
         next_subscription: std::sync::atomic::AtomicU64::new(0),
         applied_bps: AtomicU32::new(settings.encoder.bitrate_bps),
+        backlogged: Mutex::default(),
+        skipped_backlog: std::sync::atomic::AtomicU64::new(0),
     });
     let feed = VideoFeed {
         units: units.clone(),
@@ -425,6 +454,17 @@ pub fn start(
                     }
                 }
                 let convert_end = Instant::now();
+                let backlogged = !control
+                    .backlogged
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty();
+                if backlogged && !control.keyframe.load(Ordering::SeqCst) {
+                    // A viewer's path cannot take what is already queued: a lower frame rate
+                    // (the picture is converted, so the next frame shows everything).
+                    control.skipped_backlog.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let force = control.keyframe.swap(false, Ordering::SeqCst);
                 let out = match enc.encode(&picture, force) {
                     Ok(Some(out)) => out,

@@ -22,7 +22,8 @@
 //!
 //! # Policy
 //! * **Overuse** (queue delay or RTT excess above target for two samples in a row, or at once
-//!   when four times the target; or loss above [`RateConfig::heavy_loss`]): the target drops
+//!   when four times the target; or loss over the last 500 ms above [`RateConfig::heavy_loss`]):
+//!   the target drops
 //!   to 85 % of the delivered rate (80 % when the queue is already deep), at most once per
 //!   RTT + [`RateConfig::hold`], never below [`RateConfig::min_bps`]. The delivered rate at
 //!   that moment is remembered as the congestion point. A target already below that is kept:
@@ -153,6 +154,9 @@ pub struct RateController {
     /// (time, sent packets, lost packets) over the last ~2 s.
     losses: VecDeque<(Instant, u64, u64)>,
     loss: f64,
+    /// Loss over the last ~500 ms only: the congestion signal must be fresh, or losses a
+    /// decrease already answered would lower the rate again and again.
+    recent_loss: f64,
     /// (time, smoothed RTT) samples of the last 10 s, for the windowed minimum.
     rtts: VecDeque<(Instant, Duration)>,
     overuse_streak: u32,
@@ -188,6 +192,7 @@ impl RateController {
             delivered: VecDeque::new(),
             losses: VecDeque::new(),
             loss: 0.0,
+            recent_loss: 0.0,
             rtts: VecDeque::new(),
             overuse_streak: 0,
             last_decrease: None,
@@ -283,7 +288,7 @@ impl RateController {
             Some((Congestion::SenderQueue, queue_over > q_target * 4))
         } else if rtt_excess > r_target {
             Some((Congestion::NetworkQueue, rtt_excess > r_target * 4))
-        } else if self.loss > self.cfg.heavy_loss {
+        } else if self.recent_loss > self.cfg.heavy_loss {
             Some((Congestion::HeavyLoss, true))
         } else {
             None
@@ -379,6 +384,17 @@ impl RateController {
                 self.loss = (l1.saturating_sub(l0) as f64 / sent as f64).min(1.0);
             }
         }
+        // The same over the last ~500 ms (at least 20 packets, else no fresh signal).
+        let recent = self
+            .losses
+            .iter()
+            .find(|(t, _, _)| now.saturating_duration_since(*t) <= DELIVERED_WINDOW);
+        self.recent_loss = match (recent, self.losses.back()) {
+            (Some(&(_, s0, l0)), Some(&(_, s1, l1))) if s1.saturating_sub(s0) >= 20 => {
+                (l1.saturating_sub(l0) as f64 / s1.saturating_sub(s0) as f64).min(1.0)
+            }
+            _ => 0.0,
+        };
         if !s.rtt.is_zero() {
             self.rtts.push_back((now, s.rtt));
         }

@@ -78,9 +78,11 @@
 //! The viewer's [`crate::video::Reassembler`] completes a frame as soon as `k` fragments are in;
 //! when a newer frame completes, every older incomplete frame is given up (it can no longer be
 //! shown in order, and waiting only adds latency); an incomplete frame with nothing newer is given
-//! up after 100 ms. A given-up frame breaks the decoder's references, so the viewer shows nothing
-//! new until a keyframe and asks the host for one at once (rate-limited to one per 150 ms, and
-//! repeated after 300 ms if the keyframe itself is lost). Reference invalidation instead of a
+//! up when none of its fragments arrived for 100 ms. A given-up frame breaks the decoder's
+//! references, so the viewer shows nothing new until a keyframe and asks the host for one at
+//! once (rate-limited to one per 150 ms, repeated after 300 ms or three round trips if the
+//! keyframe itself is lost, but not while a keyframe's fragments are still arriving; the host
+//! ignores requests while a keyframe waits in that viewer's queue). Reference invalidation instead of a
 //! keyframe is in the protocol (`InvalidateReferences`) for encoders that can honour it; openh264
 //! as configured cannot, so its capability says so.
 //!

@@ -21,6 +21,13 @@
 //! non-empty; the queue's head-of-queue sojourn feeds the rate controller
 //! ([`crate::congestion`]).
 //!
+//! When the path has shown its capacity (the rate controller lowered the target), video also
+//! goes out no faster than a pacing rate ([`MediaPacer::set_pacing_rate`], 1.5 × the target):
+//! a keyframe handed to QUIC at once leaves faster than the bottleneck drains and overflows a
+//! shallow router buffer (a 10 Mbit/s link with 50 ms of buffer holds 62 KB; a 1080p keyframe
+//! is 100–300 KB), and each frame lost that way costs another keyframe. On a path that never
+//! pushed back there is no pacing beyond QUIC's own, so a LAN keeps its full speed.
+//!
 //! Dropping, so the queue never holds stale video and never makes keyframes worse:
 //! * A keyframe queued makes every older frame still waiting worthless: they are dropped at
 //!   once (the keyframe replaces them; no recovery needed).
@@ -140,6 +147,8 @@ pub struct MediaPacer {
     min_delay: Option<Duration>,
     dropped_frames: Vec<u32>,
     stats: PacerStats,
+    /// Token bucket: (rate bits/s, tokens in bytes, when last filled).
+    pacing: Option<(u64, f64, Instant)>,
 }
 
 impl MediaPacer {
@@ -155,6 +164,39 @@ impl MediaPacer {
             min_delay: None,
             dropped_frames: Vec::new(),
             stats: PacerStats::default(),
+            pacing: None,
+        }
+    }
+
+    /// Sends video no faster than `bps` from now on (`None`: as fast as the transport takes
+    /// it). Bursts up to 10 ms at that rate (at least two datagrams) go at once.
+    pub fn set_pacing_rate(&mut self, now: Instant, bps: Option<u64>) {
+        self.pacing = match (bps, self.pacing) {
+            (None, _) => None,
+            (Some(r), Some((_, tokens, at))) => Some((r.max(1), tokens, at)),
+            (Some(r), None) => Some((r.max(1), Self::bucket(r.max(1)), now)),
+        };
+    }
+
+    /// The pacing rate in force (bits/s).
+    pub fn pacing_rate(&self) -> Option<u64> {
+        self.pacing.map(|(r, _, _)| r)
+    }
+
+    fn bucket(rate_bps: u64) -> f64 {
+        (rate_bps as f64 / 8.0 * 0.010).max(2.0 * 1500.0)
+    }
+
+    /// Tokens available at `now` (bytes), refilled.
+    fn tokens(&mut self, now: Instant) -> f64 {
+        match &mut self.pacing {
+            None => f64::INFINITY,
+            Some((rate, tokens, at)) => {
+                let dt = now.saturating_duration_since(*at).as_secs_f64();
+                *tokens = (*tokens + dt * *rate as f64 / 8.0).min(Self::bucket(*rate));
+                *at = now;
+                *tokens
+            }
         }
     }
 
@@ -190,12 +232,26 @@ impl MediaPacer {
     pub fn poll_send(&mut self, now: Instant, transport_backlog: usize) -> Option<Vec<u8>> {
         self.observe(now, transport_backlog);
         self.drop_stale(now);
-        self.note_delay(now);
-        let head = self.queue.front()?;
+        let Some(len) = self.queue.front().map(|q| q.bytes.len()) else {
+            self.note_delay(now, Duration::ZERO);
+            return None;
+        };
         let limit = self.feed_limit();
         let backlog = transport_backlog;
-        if backlog > 0 && backlog + head.bytes.len() > limit {
+        if backlog > 0 && backlog + len > limit {
+            // Held back by the transport: this wait is the path's doing.
+            self.note_delay(now, self.queue_delay(now));
             return None;
+        }
+        if self.tokens(now) < len as f64 {
+            // Held back by our own pacing: not a sign of a slow path (the encoder made more
+            // than the target; the caller skips frames while the queue is long).
+            self.note_delay(now, Duration::ZERO);
+            return None;
+        }
+        self.note_delay(now, self.queue_delay(now));
+        if let Some((_, tokens, _)) = &mut self.pacing {
+            *tokens -= len as f64;
         }
         let q = self.queue.pop_front()?;
         self.queued_bytes -= q.bytes.len();
@@ -207,7 +263,16 @@ impl MediaPacer {
 
     /// When to call [`MediaPacer::poll_send`] again while video waits (`None`: nothing waits).
     pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
-        (!self.queue.is_empty()).then(|| now + self.cfg.recheck)
+        let head = self.queue.front()?;
+        let wait = match self.pacing {
+            Some((rate, tokens, at)) if tokens < head.bytes.len() as f64 => {
+                let missing = head.bytes.len() as f64 - tokens;
+                let refill = Duration::from_secs_f64(missing * 8.0 / rate as f64);
+                (at + refill).saturating_duration_since(now)
+            }
+            _ => Duration::ZERO,
+        };
+        Some(now + wait.max(self.cfg.recheck))
     }
 
     /// How long the oldest queued video has waited.
@@ -217,10 +282,13 @@ impl MediaPacer {
         })
     }
 
-    /// The smallest head-of-queue sojourn seen since the last call (zero when the queue was
-    /// empty at some point): the standing-queue signal for [`crate::congestion`].
-    pub fn take_min_delay(&mut self, now: Instant) -> Duration {
-        self.note_delay(now);
+    /// The smallest head-of-queue sojourn seen since the last call, counting only waits the
+    /// transport caused (zero when the queue was empty at some point, or held back only by
+    /// this pacer's own rate): the standing-queue signal for [`crate::congestion`].
+    pub fn take_min_delay(&mut self, _now: Instant) -> Duration {
+        if self.queue.is_empty() {
+            self.note_delay(_now, Duration::ZERO);
+        }
         self.min_delay.take().unwrap_or(Duration::ZERO)
     }
 
@@ -297,8 +365,7 @@ impl MediaPacer {
         }
     }
 
-    fn note_delay(&mut self, now: Instant) {
-        let d = self.queue_delay(now);
+    fn note_delay(&mut self, _now: Instant, d: Duration) {
         self.min_delay = Some(self.min_delay.map_or(d, |m| m.min(d)));
     }
 
@@ -447,6 +514,42 @@ mod tests {
         assert!(p.stats().frames_dropped > 0);
         let dropped = p.take_dropped_frames();
         assert!(dropped.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn paced_video_leaves_no_faster_than_the_pacing_rate() {
+        let mut p = MediaPacer::new(PacerConfig::default());
+        let start = Instant::now();
+        p.set_pacing_rate(start, Some(12_000_000));
+        assert_eq!(p.pacing_rate(), Some(12_000_000));
+        // A 150 KB keyframe.
+        for _ in 0..125 {
+            p.push_video(start, 1, true, vec![0; 1200]);
+        }
+        let mut t = Transport {
+            backlog: 0,
+            rate_bps: 1e9,
+        };
+        let mut now = start;
+        let mut sent_by_50ms = 0;
+        while p.queued_bytes() > 0 {
+            let at = p.poll_timeout(now).expect("video waits");
+            assert!(at > now);
+            now = at;
+            t.run(Duration::from_millis(1));
+            let n = feed(&mut p, &mut t, now);
+            if now - start <= ms(50) {
+                sent_by_50ms += n;
+            }
+        }
+        let took = now - start;
+        // 150 KB at 12 Mbit/s: 100 ms, less the 10 ms burst allowance.
+        assert!(took >= ms(85) && took <= ms(110), "{took:?}");
+        // 50 ms at 12 Mbit/s is 75 KB + the 15 KB burst: at most 76 datagrams.
+        assert!(sent_by_50ms <= 76, "{sent_by_50ms}");
+        p.set_pacing_rate(now, None);
+        p.push_video(now, 2, false, vec![0; 1200]);
+        assert!(p.poll_send(now, 0).is_some(), "unpaced again");
     }
 
     #[test]

@@ -350,6 +350,8 @@ struct Recorder {
     events: Arc<std::sync::Mutex<Vec<(u64, String)>>>,
     throughput: Arc<std::sync::Mutex<Vec<(u64, f64)>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    relay: Option<Arc<WanRelay>>,
+    t0: Arc<std::sync::OnceLock<Instant>>,
 }
 
 impl Recorder {
@@ -371,6 +373,7 @@ impl Recorder {
                 .push((at, what));
         };
         let mut tasks = Vec::new();
+        let kept = (relay.clone(), t0.clone());
         {
             let (t0, events) = (t0.clone(), events.clone());
             tasks.push(tokio::spawn(async move {
@@ -441,6 +444,8 @@ impl Recorder {
             events,
             throughput,
             tasks,
+            relay: kept.0,
+            t0: kept.1,
         }
     }
 
@@ -448,12 +453,31 @@ impl Recorder {
         for t in &self.tasks {
             t.abort();
         }
-        report.events = std::mem::take(
+        let mut events = std::mem::take(
             &mut *self
                 .events
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        if let Some(r) = &self.relay {
+            let s = r.stats();
+            let at = self.t0.get().map_or(0, |t| t.elapsed().as_millis() as u64);
+            events.push((
+                at,
+                format!(
+                    "emulator to viewer: {} packets, dropped {} by loss, {} by the queue, {} in \
+                     blackouts; to host: {} packets, dropped {} by loss, {} by the queue",
+                    s.to_peer.forwarded,
+                    s.to_peer.dropped_loss,
+                    s.to_peer.dropped_queue,
+                    s.to_peer.dropped_blackhole,
+                    s.to_target.forwarded,
+                    s.to_target.dropped_loss,
+                    s.to_target.dropped_queue
+                ),
+            ));
+        }
+        report.events = events;
         report.throughput = std::mem::take(
             &mut *self
                 .throughput

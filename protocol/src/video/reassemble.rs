@@ -5,7 +5,8 @@
 //!   reach the data count (then the missing data is recovered).
 //! * When frame N completes, every incomplete frame older than N is given up: it can no longer
 //!   be shown in order, and waiting for it would only add latency.
-//! * An incomplete frame with nothing newer is given up after `max_wait_us`.
+//! * An incomplete frame with nothing newer is given up when no fragment of it arrived for
+//!   `max_wait_us` (a large frame paced over a slow path keeps arriving for longer than that).
 //! * Each give-up is reported as [`ReassemblyEvent::Lost`], so the caller asks the host to
 //!   recover (reference invalidation or a keyframe).
 //! * Fragments of frames already completed or given up are ignored (late or duplicate).
@@ -18,7 +19,7 @@ use crate::msg::{HostStageTimes, VideoFragment};
 /// Reassembly settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblerConfig {
-    /// Give up an incomplete frame this long after its first fragment when nothing newer has
+    /// Give up an incomplete frame this long after its latest fragment when nothing newer has
     /// completed (µs).
     pub max_wait_us: u64,
     /// Most frames in flight at once; the oldest is given up beyond that.
@@ -210,7 +211,7 @@ impl Reassembler {
         let expired: Vec<u32> = self
             .pending
             .iter()
-            .filter(|(_, p)| now_us.saturating_sub(p.first_packet_us) >= self.cfg.max_wait_us)
+            .filter(|(_, p)| now_us.saturating_sub(p.last_packet_us) >= self.cfg.max_wait_us)
             .map(|(f, _)| *f)
             .collect();
         for frame in expired {
@@ -233,7 +234,7 @@ impl Reassembler {
     pub fn next_timeout_us(&self) -> Option<u64> {
         self.pending
             .values()
-            .map(|p| p.first_packet_us + self.cfg.max_wait_us)
+            .map(|p| p.last_packet_us + self.cfg.max_wait_us)
             .min()
     }
 
@@ -477,6 +478,27 @@ mod tests {
                 first: 0,
                 last: 0
             }
+        );
+    }
+
+    #[test]
+    fn a_frame_still_arriving_is_not_given_up() {
+        let mut r = Reassembler::new(ReassemblerConfig {
+            max_wait_us: 50_000,
+            ..Default::default()
+        });
+        // A keyframe paced over 200 ms: a fragment every 20 ms.
+        let fs = frags(9, &au(11_000, 9), FecConfig::default());
+        let n = fs.len() as u64;
+        let mut done = Vec::new();
+        for (i, f) in fs.into_iter().enumerate() {
+            let t = i as u64 * 20_000;
+            assert!(r.handle_timeout(t).is_empty(), "given up at {t} µs");
+            done.extend(r.push(t, f));
+        }
+        assert!(
+            matches!(done.as_slice(), [ReassemblyEvent::Complete(a)] if a.frame == 9),
+            "{n} {done:?}"
         );
     }
 
