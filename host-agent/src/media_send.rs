@@ -11,7 +11,8 @@
 //!
 //! For other senders (audio): anything that goes through `HostSession::send_audio` (or any
 //! datagram that is not a video fragment) is urgent and skips the video queue; see
-//! [`MediaSender::send`].
+//! [`MediaSender::send`]. A datagram that does not come out of the session can be sent the
+//! same way with [`MediaSender::send_urgent`].
 
 use std::time::{Duration, Instant};
 
@@ -167,11 +168,15 @@ impl MediaSender {
                     self.pacer.push_video(now, frame, keyframe, bytes);
                 }
             }
-            _ => {
-                if let Err(e) = conn.send_datagram(bytes.into()) {
-                    debug!(error = %e, "datagram not sent");
-                }
-            }
+            _ => self.send_urgent(conn, bytes),
+        }
+    }
+
+    /// Sends a small, time-critical datagram at once, ahead of any video still queued here
+    /// (at most a few milliseconds of video are inside QUIC ahead of it).
+    pub fn send_urgent(&mut self, conn: &quinn::Connection, bytes: Vec<u8>) {
+        if let Err(e) = conn.send_datagram(bytes.into()) {
+            debug!(error = %e, "urgent datagram not sent");
         }
     }
 

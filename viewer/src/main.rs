@@ -15,7 +15,7 @@ use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
 use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
-use sightline_viewer::reconnect::LinkState;
+use sightline_viewer::reconnect::LinkMessages;
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
 use sightline_viewer::wan::WanSpec;
 use sightline_viewer::window::{run_windowed, WindowedEnd};
@@ -286,7 +286,11 @@ fn main() -> anyhow::Result<()> {
         let mut link_msg = LinkMessages::default();
         loop {
             tokio::select! {
-                Ok(()) = link.changed() => link_msg.report(&link.borrow_and_update()),
+                Ok(()) = link.changed() => {
+                    if let Some(m) = link_msg.report(&link.borrow_and_update()) {
+                        eprintln!("viewer: {m}");
+                    }
+                }
                 ev = conn.next_event() => match ev {
                     Some(ViewerEvent::Clock(c)) => {
                         answered += 1;
@@ -355,7 +359,11 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
     let mut link_msg = LinkMessages::default();
     loop {
         tokio::select! {
-            Ok(()) = link.changed() => link_msg.report(&link.borrow_and_update()),
+            Ok(()) = link.changed() => {
+                    if let Some(m) = link_msg.report(&link.borrow_and_update()) {
+                        eprintln!("viewer: {m}");
+                    }
+                }
             _ = recorder.done.notified() => break,
             ev = conn.next_event() => match ev {
                 Some(ViewerEvent::StreamConfig(c)) => stream = Some(c),
@@ -430,37 +438,6 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
-}
-
-/// Prints the link going down and coming back, once each.
-#[derive(Default)]
-struct LinkMessages {
-    down_since: Option<std::time::Instant>,
-}
-
-impl LinkMessages {
-    fn report(&mut self, state: &LinkState) {
-        match state {
-            LinkState::Reconnecting { since, .. } if self.down_since.is_none() => {
-                self.down_since = Some(*since);
-                eprintln!("viewer: connection to the host lost; reconnecting (input is not sent until the link is back)");
-            }
-            LinkState::Up { reconnects, .. } => {
-                if let Some(since) = self.down_since.take() {
-                    eprintln!(
-                        "viewer: {} after {:.1} s without the host",
-                        if *reconnects > 0 {
-                            "reconnected"
-                        } else {
-                            "link back"
-                        },
-                        since.elapsed().as_secs_f64()
-                    );
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 fn config_name() -> String {

@@ -156,7 +156,12 @@ impl Link {
         if !network || !self.rc.on_connection_lost(now) {
             return false;
         }
-        warn!(%reason, "connection to the host lost; reconnecting");
+        if self.has_attempts() {
+            // Expected: the host moved the session to an attempt that is about to be taken.
+            debug!(%reason, "old connection ended while a reconnect attempt is running");
+        } else {
+            info!(%reason, "connection to the host lost; reconnecting");
+        }
         self.publish_down();
         true
     }
@@ -167,7 +172,7 @@ impl Link {
         while let Some(action) = self.rc.poll(now) {
             match action {
                 ReconnectAction::Stalled => {
-                    warn!(
+                    info!(
                         silent_ms = self.rc.config().stall_after.as_millis() as u64,
                         "no packet from the host; reconnecting (input is dropped until the link is back)"
                     );
@@ -257,7 +262,7 @@ impl Link {
         self.rc.on_connected(now);
         self.session_id = welcome.session_id;
         *self.current.lock().unwrap_or_else(PoisonError::into_inner) = conn.clone();
-        warn!(
+        info!(
             session = %format!("{:016x}", welcome.session_id),
             down_ms = down.map_or(0, |d| d.as_millis() as u64),
             dropped_inputs = self.dropped_inputs,
@@ -358,6 +363,42 @@ pub fn bind_udp(
         socket.recv_buffer_size().unwrap_or(0),
     );
     Ok((socket.into(), granted))
+}
+
+/// Turns link changes into one line when the link goes down and one when it is back (for the
+/// viewer's output); every other change (another attempt, a new error) says nothing.
+#[derive(Debug, Default)]
+pub struct LinkMessages {
+    down_since: Option<Instant>,
+}
+
+impl LinkMessages {
+    /// The line to print for `state`, if it is a change worth one.
+    pub fn report(&mut self, state: &LinkState) -> Option<String> {
+        match state {
+            LinkState::Reconnecting { since, .. } if self.down_since.is_none() => {
+                self.down_since = Some(*since);
+                Some(
+                    "connection to the host lost; reconnecting (input is not sent until the \
+                     link is back)"
+                        .into(),
+                )
+            }
+            LinkState::Up { reconnects, .. } => {
+                let since = self.down_since.take()?;
+                Some(format!(
+                    "{} after {:.1} s without the host",
+                    if *reconnects > 0 {
+                        "reconnected"
+                    } else {
+                        "link back"
+                    },
+                    since.elapsed().as_secs_f64()
+                ))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// How long the link has been down, for messages.

@@ -260,6 +260,7 @@ async fn session_for_window(
     let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals);
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut link = conn.link_state();
+    let mut link_msg = crate::reconnect::LinkMessages::default();
     let mut stream: Option<StreamConfig> = None;
     let mut cursor_shapes: HashMap<u32, CursorShape> = HashMap::new();
     let mut cur_id = u32::MAX;
@@ -307,7 +308,11 @@ async fn session_for_window(
                 wake(&proxy, AppEvent::FrameReady);
             }
             Ok(()) = link.changed() => {
-                show_link(&shared, &link.borrow_and_update());
+                let state = link.borrow_and_update().clone();
+                if let Some(m) = link_msg.report(&state) {
+                    tracing::warn!("{m}");
+                }
+                show_link(&shared, &state);
                 wake(&proxy, AppEvent::FrameReady);
             }
             _ = window_closed.notified() => {
