@@ -33,8 +33,9 @@ pub struct AdaptConfig {
     /// Size each frame's parity from the measured loss (else: the fixed share in
     /// `NetConfig::fec`). Default on.
     pub adaptive_fec: bool,
-    /// Frame-loss probability adaptive FEC aims for. Default 2·10⁻⁴ (at 60 fps, one lost
-    /// frame in ~80 s at the measured loss).
+    /// Frame-loss probability adaptive FEC aims for. Default 5·10⁻⁵ (at 60 fps, one lost
+    /// frame — one keyframe round trip, a visible hitch — in ~5 minutes at the measured
+    /// loss).
     pub frame_loss_target: f64,
     /// Video pacing settings.
     pub pacer: PacerConfig,
@@ -52,7 +53,7 @@ impl Default for AdaptConfig {
             rate_control: true,
             rate: RateConfig::default(),
             adaptive_fec: true,
-            frame_loss_target: 2e-4,
+            frame_loss_target: 5e-5,
             pacer: PacerConfig::default(),
             dead_after: Duration::from_millis(600),
             sample_every: Duration::from_millis(50),

@@ -25,8 +25,9 @@
 //!   when four times the target; or loss over the last 500 ms above [`RateConfig::heavy_loss`]):
 //!   the target drops
 //!   to 85 % of the delivered rate (80 % when the queue is already deep), at most once per
-//!   RTT + [`RateConfig::hold`], never below [`RateConfig::min_bps`]. The delivered rate at
-//!   that moment is remembered as the congestion point. A target already below that is kept:
+//!   RTT + [`RateConfig::hold`], never below [`RateConfig::min_bps`]. The highest delivered
+//!   rate of the last 2 s is remembered as the congestion point (the path's capacity, not the
+//!   dip the push-back caused). A target already below that is kept:
 //!   then the queue comes from bursts (keyframes) or other traffic, and a lower target would
 //!   only spiral down without draining it.
 //! * **Random loss** below `heavy_loss` never lowers the rate (BBR on the QUIC side does the
@@ -34,7 +35,9 @@
 //!   instead ([`parity_for`]).
 //! * **Otherwise** the target rises: quickly (+50 %/s) while well below the last congestion
 //!   point, slowly (+8 %/s) near it, up to [`RateConfig::max_bps`] (the user's `--bitrate`).
-//!   A congestion point older than 30 s is forgotten, so a path that got better is found again.
+//!   A congestion point older than 15 s is forgotten, so a path that got better is found again.
+//! * **Startup**: for the first second the sender queue is ignored (QUIC's congestion window
+//!   is still growing, so the first keyframe queues whatever the path).
 //!
 //! The host encodes once for every viewer; each session runs its own controller and the encoder
 //! follows the lowest target (the slowest viewer). A session whose path is dead (nothing heard
@@ -67,6 +70,10 @@ pub struct RateConfig {
     pub increase_per_s: f64,
     /// Growth per second well below it (after a transient). Default 0.5 (50 %/s).
     pub fast_increase_per_s: f64,
+    /// At the start of a session the sender queue is not a signal: QUIC's congestion window
+    /// starts small and grows over the first round trips, so the first keyframe waits whatever
+    /// the path. Default 1 s.
+    pub startup_grace: Duration,
 }
 
 impl Default for RateConfig {
@@ -81,6 +88,7 @@ impl Default for RateConfig {
             hold: Duration::from_millis(300),
             increase_per_s: 0.08,
             fast_increase_per_s: 0.5,
+            startup_grace: Duration::from_secs(1),
         }
     }
 }
@@ -164,6 +172,11 @@ pub struct RateController {
     congestion_point: Option<(Instant, f64)>,
     excused_until: Option<(Instant, Duration)>,
     decreases: u64,
+    /// The first sample's time (start of the startup grace).
+    started: Option<Instant>,
+    /// Delivered-rate measurements of the last 2 s: the highest is what the path carried
+    /// before it pushed back (the congestion point), not the dip the push-back caused.
+    delivered_history: VecDeque<(Instant, u64)>,
 }
 
 /// Window of the delivered-rate measurement.
@@ -175,7 +188,7 @@ const RTT_WINDOW: Duration = Duration::from_secs(10);
 /// Fewest packets for a loss figure to count.
 const LOSS_MIN_PACKETS: u64 = 50;
 /// A congestion point older than this is forgotten.
-const CONGESTION_MEMORY: Duration = Duration::from_secs(30);
+const CONGESTION_MEMORY: Duration = Duration::from_secs(15);
 
 impl RateController {
     /// A controller starting at `cfg.start_bps` (or the ceiling).
@@ -199,6 +212,8 @@ impl RateController {
             congestion_point: None,
             excused_until: None,
             decreases: 0,
+            started: None,
+            delivered_history: VecDeque::new(),
         }
     }
 
@@ -272,6 +287,16 @@ impl RateController {
         let min_rtt = self.min_rtt().unwrap_or(s.rtt);
         let rtt_excess = s.rtt.saturating_sub(min_rtt);
         let delivered = self.delivered_bps(now);
+        if let Some(d) = delivered {
+            self.delivered_history.push_back((now, d));
+        }
+        while self
+            .delivered_history
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > LOSS_WINDOW)
+        {
+            self.delivered_history.pop_front();
+        }
 
         let excuse = match self.excused_until {
             Some((until, drain)) if now < until => drain,
@@ -281,7 +306,12 @@ impl RateController {
             }
             None => Duration::ZERO,
         };
-        let queue_over = s.queue_delay.saturating_sub(excuse);
+        let started = *self.started.get_or_insert(now);
+        let queue_over = if now.saturating_duration_since(started) < self.cfg.startup_grace {
+            Duration::ZERO
+        } else {
+            s.queue_delay.saturating_sub(excuse)
+        };
         let q_target = self.cfg.queue_delay_target;
         let r_target = self.cfg.rtt_excess_target;
         let signal = if queue_over > q_target {
@@ -307,7 +337,12 @@ impl RateController {
                 let base = delivered.map_or(self.target_bps, |d| d as f64);
                 let factor = if severe { 0.8 } else { 0.85 };
                 let next = (base * factor).max(self.cfg.min_bps as f64);
-                self.congestion_point = Some((now, base));
+                let peak = self
+                    .delivered_history
+                    .iter()
+                    .map(|(_, d)| *d as f64)
+                    .fold(base, f64::max);
+                self.congestion_point = Some((now, peak));
                 if next < self.target_bps {
                     self.target_bps = next;
                     self.last_decrease = Some(now);
@@ -521,7 +556,11 @@ mod tests {
 
     #[test]
     fn follows_a_bottleneck_below_the_ceiling_and_keeps_the_queue_short() {
-        let mut c = RateController::new(RateConfig::default());
+        // (The simulated path has no slow start: no startup grace needed.)
+        let mut c = RateController::new(RateConfig {
+            startup_grace: Duration::ZERO,
+            ..RateConfig::default()
+        });
         let mut path = Path::new(10e6);
         let mut below_at = None;
         let mut max_queue_late = Duration::ZERO;

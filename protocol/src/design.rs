@@ -130,9 +130,9 @@
 //!   is dead does not count). A per-viewer encode (or simulcast layers) would lift that limit
 //!   at the cost of encoding several times.
 //! * **Parity.** Each frame gets the fewest parity fragments that keep its loss probability
-//!   under 2·10⁻⁴ at the measured loss (×1.5 for burstiness), at least two: on a clean path
-//!   ~2 % for a keyframe, at 1 % loss ~5 %, at 5 % loss ~14 %. `host-agent --fec 0.1` fixes the
-//!   share instead.
+//!   under 5·10⁻⁵ at the measured loss (×1.5 for burstiness), at least two: on a clean path
+//!   ~2 % for a 270-fragment keyframe, at 1 % loss ~5 %, at 5 % loss ~16 % (small frames: two
+//!   or three parity fragments). `host-agent --fec 0.1` fixes the share instead.
 //! * **Dead path.** A viewer not heard from for 600 ms gets no video (and stops limiting the
 //!   encoder) until it is heard again, then a keyframe.
 //!
