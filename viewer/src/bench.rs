@@ -352,6 +352,7 @@ struct Recorder {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     relay: Option<Arc<WanRelay>>,
     t0: Arc<std::sync::OnceLock<Instant>>,
+    totals: Arc<std::sync::Mutex<crate::stats::SessionTotals>>,
 }
 
 impl Recorder {
@@ -373,7 +374,7 @@ impl Recorder {
                 .push((at, what));
         };
         let mut tasks = Vec::new();
-        let kept = (relay.clone(), t0.clone());
+        let kept = (relay.clone(), t0.clone(), totals.clone());
         {
             let (t0, events) = (t0.clone(), events.clone());
             tasks.push(tokio::spawn(async move {
@@ -446,6 +447,7 @@ impl Recorder {
             tasks,
             relay: kept.0,
             t0: kept.1,
+            totals: kept.2,
         }
     }
 
@@ -459,9 +461,21 @@ impl Recorder {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        let at = self.t0.get().map_or(0, |t| t.elapsed().as_millis() as u64);
+        let t = *self
+            .totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        events.push((
+            at,
+            format!(
+                "video: {} frames complete ({} of them rebuilt from parity), {} lost, {} keyframe \
+                 requests",
+                t.frames_received, t.frames_recovered, t.frames_lost, t.keyframe_requests
+            ),
+        ));
         if let Some(r) = &self.relay {
             let s = r.stats();
-            let at = self.t0.get().map_or(0, |t| t.elapsed().as_millis() as u64);
             events.push((
                 at,
                 format!(
