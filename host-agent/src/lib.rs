@@ -13,3 +13,4 @@ pub mod media_send;
 pub mod net;
 pub mod pipeline;
 pub mod probe;
+mod sessions;

@@ -16,7 +16,6 @@ use sightline_certs::{
 };
 use sightline_protocol::msg::{Capabilities, InputEvent};
 use sightline_protocol::msg::{CursorPosition, CursorShape, StreamConfig};
-use sightline_protocol::reconnect::resumed_session;
 use sightline_protocol::session::{HostConfig, HostEvent, HostSession, InputOrigin};
 use sightline_protocol::time::{HostMicros, WireClock};
 use sightline_protocol::transport::{
@@ -31,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::media_send::{AdaptConfig, MediaSender};
 use crate::pipeline::{CursorUpdate, EncodedUnit, Subscription, VideoFeed};
+use crate::sessions::{register, Registration, SessionRegistry};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Everything the network layer needs.
@@ -70,11 +70,6 @@ pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 /// quinn's datagram send buffer. The pacer keeps only a few milliseconds of video in it; the
 /// rest is headroom for urgent datagrams.
 const DATAGRAM_SEND_BUFFER: usize = 2 << 20;
-
-/// Live sessions by id: the viewer certificate and a handle that ends the session (a
-/// reconnecting viewer replaces its dead session at once).
-type SessionRegistry =
-    Arc<std::sync::Mutex<std::collections::HashMap<u64, (Fingerprint, Arc<tokio::sync::Notify>)>>>;
 
 /// What the network layer reports to the application.
 #[derive(Debug, Clone)]
@@ -520,7 +515,13 @@ impl SessionCtx {
                     } => {
                         started = true;
                         info!(%viewer_name, version, ?capabilities, "session started");
-                        self.register(session_id, fingerprint, &superseded, &session);
+                        register(
+                            &self.sessions,
+                            session_id,
+                            fingerprint,
+                            &superseded,
+                            session.hello_extensions(),
+                        );
                         if let Some(feed) = &self.cfg.video {
                             if !capabilities.video_codecs.is_empty() {
                                 video = Some(feed.subscribe());
@@ -754,49 +755,6 @@ impl SessionCtx {
             }
             Err(e) => warn!(frame = unit.frame, error = %e, "frame not sent"),
         }
-    }
-
-    /// Lists a started session, and ends the one it replaces when the viewer reconnected (its
-    /// hello names the old session, and the certificate matches).
-    fn register(
-        &self,
-        session_id: u64,
-        fingerprint: Fingerprint,
-        superseded: &Arc<tokio::sync::Notify>,
-        session: &HostSession,
-    ) {
-        let mut sessions = self
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(old) = resumed_session(session.hello_extensions()) {
-            match sessions.get(&old) {
-                Some((fp, end)) if *fp == fingerprint => {
-                    info!(old = %format!("{old:016x}"), "viewer reconnected; replacing its old session");
-                    end.notify_one();
-                }
-                Some(_) => {
-                    warn!(old = %format!("{old:016x}"), "resume of another viewer's session refused")
-                }
-                None => debug!(old = %format!("{old:016x}"), "resumed session already gone"),
-            }
-        }
-        sessions.insert(session_id, (fingerprint, superseded.clone()));
-    }
-}
-
-/// Removes a session from the registry when its task ends.
-struct Registration {
-    sessions: SessionRegistry,
-    id: u64,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.id);
     }
 }
 

@@ -133,6 +133,13 @@
 //!   under 5·10⁻⁵ at the measured loss (×1.5 for burstiness), at least two: on a clean path
 //!   ~2 % for a 270-fragment keyframe, at 1 % loss ~5 %, at 5 % loss ~16 % (small frames: two
 //!   or three parity fragments). `host-agent --fec 0.1` fixes the share instead.
+//! * **Backlog.** While a viewer's queue holds more than ~40 ms of video (the encoder made more
+//!   than the target, e.g. noise or a scene cut at a low rate), the encoder skips frames — a
+//!   lower frame rate instead of a growing delay; with several viewers this slows the frame
+//!   rate for all, like the bitrate.
+//! * **Pacing.** Once a path pushed back, video leaves at most at 1.5 × the target, so a
+//!   keyframe does not overflow a shallow router buffer; a path that never pushed back is not
+//!   paced beyond QUIC's own pacing.
 //! * **Dead path.** A viewer not heard from for 600 ms gets no video (and stops limiting the
 //!   encoder) until it is heard again, then a keyframe.
 //!

@@ -7,9 +7,11 @@
 pub mod app;
 pub mod bench;
 pub mod bench_plot;
+mod bench_record;
 pub mod config;
 pub mod convert;
 pub mod decode;
+mod dial;
 pub mod frame;
 pub mod headless;
 pub mod input;

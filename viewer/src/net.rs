@@ -25,10 +25,13 @@ use sightline_protocol::transport::{
 };
 use sightline_protocol::{Channel, CloseReason, ALPN};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::config::HostAddr;
 use crate::decode::FrameSink;
+pub(crate) use crate::dial::Dialer;
+pub use crate::dial::SOCKET_BUFFER_BYTES;
+use crate::dial::{client_endpoint, establish, Established};
 use crate::reconnect::{Link, LinkState};
 use crate::stats::{SessionTotals, SharedClock};
 use crate::video::VideoReceiver;
@@ -440,185 +443,13 @@ pub async fn connect_reconnecting(
     })
 }
 
-/// A client endpoint on `bind` with UDP buffers sized for keyframe bursts.
-fn client_endpoint(bind: SocketAddr) -> Result<quinn::Endpoint, ConnectError> {
-    let (socket, (_, rcv)) =
-        crate::reconnect::bind_udp(bind, SOCKET_BUFFER_BYTES).map_err(ConnectError::Socket)?;
-    if rcv < SOCKET_BUFFER_BYTES {
-        debug!(
-            recv = rcv,
-            wanted = SOCKET_BUFFER_BYTES,
-            "UDP receive buffer smaller than asked (net.core.rmem_max)"
-        );
-    }
-    let runtime = quinn::default_runtime()
-        .ok_or_else(|| ConnectError::Socket(std::io::Error::other("no async runtime for quinn")))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
-        .map_err(ConnectError::Socket)
-}
-
-/// UDP socket buffers requested: a keyframe (300 KB and more) arrives as one burst, which the
-/// default ~200 KB receive buffer drops in part even on loopback.
-pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
-
-/// Everything needed to open a connection to the host (again).
-#[derive(Debug, Clone)]
-pub(crate) struct Dialer {
-    pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) addr: SocketAddr,
-    pub(crate) server_name: String,
-    pub(crate) session_cfg: ViewerConfig,
-    pub(crate) timeout: Duration,
-}
-
-/// A connection through the hello stage, ready to run.
-pub(crate) struct Established {
-    pub(crate) conn: quinn::Connection,
-    ctl_send: quinn::SendStream,
-    input_send: quinn::SendStream,
-    session: ViewerSession,
-    in_rx: mpsc::Receiver<NetIn>,
-    pub(crate) welcome: Welcome,
-    pub(crate) setup_time: Duration,
-}
-
-impl std::fmt::Debug for Established {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Established")
-            .field("welcome", &self.welcome)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Connect → TLS → streams → hello on `d`'s endpoint; `resume` names the session this one
-/// replaces (a reconnect).
-pub(crate) async fn establish(
-    d: &Dialer,
-    resume: Option<u64>,
-) -> Result<Established, ConnectError> {
-    let started = Instant::now();
-    let (addr, timeout) = (d.addr, d.timeout);
-    let mut session_cfg = d.session_cfg.clone();
-    if let Some(old) = resume {
-        session_cfg
-            .hello_extensions
-            .push(sightline_protocol::reconnect::resume_extension(old));
-    }
-    // Stage: connect + TLS.
-    let connecting = d
-        .endpoint
-        .connect(addr, &d.server_name)
-        .map_err(|e| ConnectError::Tls(format!("cannot start the handshake: {e}")))?;
-    let conn = match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => return Err(ConnectError::NoAnswer { addr, timeout }),
-        Ok(Err(quinn::ConnectionError::TimedOut)) => {
-            return Err(ConnectError::NoAnswer { addr, timeout })
-        }
-        Ok(Err(e)) => return Err(ConnectError::Tls(explain_handshake_error(&e))),
-        Ok(Ok(c)) => c,
-    };
-    debug!(%addr, "TLS complete");
-
-    // Stage: streams.
-    let (mut ctl_send, ctl_recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| classify_late(&e, ConnectError::Streams(explain_after_tls(&e))))?;
-    let input_send = conn
-        .open_uni()
-        .await
-        .map_err(|e| classify_late(&e, ConnectError::Streams(explain_after_tls(&e))))?;
-    // Input must never wait behind anything else this connection sends.
-    let _ = input_send.set_priority(10);
-
-    // Stage: hello.
-    let now = Instant::now();
-    let clock = viewer_clock();
-    let mut session = ViewerSession::new(session_cfg, now, clock);
-    while let Some(t) = session.poll_transmit(now) {
-        ctl_send
-            .write_all(&t.bytes)
-            .await
-            .map_err(|e| ConnectError::Streams(e.to_string()))?;
-    }
-    let (in_tx, mut in_rx) = mpsc::channel::<NetIn>(1024);
-    spawn_readers(&conn, ctl_recv, in_tx);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let welcome = loop {
-        if let Some(ev) = session.poll_event() {
-            match ev {
-                ViewerEvent::Connected(w) => break w,
-                ViewerEvent::Closed(reason) => {
-                    while let Some(t) = session.poll_transmit(Instant::now()) {
-                        let _ = ctl_send.write_all(&t.bytes).await;
-                    }
-                    conn.close(CLOSE_PROTOCOL_ERROR.into(), reason.to_string().as_bytes());
-                    return Err(ConnectError::Hello(reason));
-                }
-                other => debug!(?other, "event before welcome"),
-            }
-            continue;
-        }
-        match tokio::time::timeout_at(deadline, in_rx.recv()).await {
-            Err(_) => {
-                return Err(ConnectError::Hello(CloseReason::Timeout(timeout)));
-            }
-            Ok(None) => {
-                return Err(ConnectError::Hello(CloseReason::ConnectionLost(
-                    "connection ended before welcome".into(),
-                )))
-            }
-            Ok(Some(NetIn::Lost(why))) => {
-                // The readers race: the connection's end can be reported before the control
-                // stream's last bytes (the host's goodbye, which says why) were handed over.
-                // Take what is still coming briefly before settling for "connection lost".
-                let grace = tokio::time::Instant::now() + Duration::from_millis(100);
-                while let Ok(Some(msg)) = tokio::time::timeout_at(grace, in_rx.recv()).await {
-                    if let NetIn::Stream(b) = msg {
-                        session.handle_stream(Instant::now(), Channel::Control, &b);
-                    }
-                }
-                while let Some(ev) = session.poll_event() {
-                    if let ViewerEvent::Closed(reason) = ev {
-                        return Err(ConnectError::Hello(reason));
-                    }
-                }
-                let fallback = ConnectError::Hello(CloseReason::ConnectionLost(why.clone()));
-                return Err(match conn.close_reason() {
-                    Some(e) => classify_late(&e, fallback),
-                    None => fallback,
-                });
-            }
-            Ok(Some(msg)) => feed(&mut session, msg),
-        }
-    };
-    let setup_time = started.elapsed();
-    info!(
-        host = %welcome.host_name,
-        session = %format!("{:016x}", welcome.session_id),
-        version = welcome.version,
-        setup_ms = setup_time.as_secs_f64() * 1e3,
-        resumed = resume.is_some(),
-        "connected"
-    );
-    Ok(Established {
-        conn,
-        ctl_send,
-        input_send,
-        session,
-        in_rx,
-        welcome,
-        setup_time,
-    })
-}
-
 pub(crate) enum NetIn {
     Stream(Vec<u8>),
     Datagram(bytes::Bytes),
     Lost(String),
 }
 
-fn feed(session: &mut ViewerSession, msg: NetIn) {
+pub(crate) fn feed(session: &mut ViewerSession, msg: NetIn) {
     let now = Instant::now();
     match msg {
         NetIn::Stream(b) => session.handle_stream(now, Channel::Control, &b),
@@ -627,7 +458,7 @@ fn feed(session: &mut ViewerSession, msg: NetIn) {
     }
 }
 
-fn spawn_readers(
+pub(crate) fn spawn_readers(
     conn: &quinn::Connection,
     mut ctl_recv: quinn::RecvStream,
     tx: mpsc::Sender<NetIn>,
@@ -989,7 +820,7 @@ fn explain_host_alert(alert: u8) -> String {
 /// In TLS 1.3 the viewer finishes its half of the handshake before the host has checked the
 /// viewer's certificate, so a refusal arrives as a TLS alert *after* `connect` returned. Such a
 /// close is still a TLS-stage failure.
-fn classify_late(e: &quinn::ConnectionError, otherwise: ConnectError) -> ConnectError {
+pub(crate) fn classify_late(e: &quinn::ConnectionError, otherwise: ConnectError) -> ConnectError {
     match e {
         quinn::ConnectionError::ConnectionClosed(c) => {
             match crypto_alert(u64::from(c.error_code)) {

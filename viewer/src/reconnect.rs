@@ -9,7 +9,6 @@
 //! hello on the same UDP socket, with the resume extension naming the old session so the host
 //! ends it at once.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::net::{establish, ConnectError, Dialer, Established};
+use crate::dial::{establish, Dialer, Established};
+use crate::net::ConnectError;
 
 /// Whether the link to the host is up, as the window title, overlay and logs show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,30 +341,6 @@ fn is_fatal(e: &ConnectError) -> bool {
     }
 }
 
-/// Binds a UDP socket with send and receive buffers of `buffer_bytes` (the kernel may grant
-/// less: Linux caps them at `net.core.wmem_max` / `rmem_max`); returns the socket and the
-/// sizes granted (Linux reports twice what it books).
-pub fn bind_udp(
-    addr: SocketAddr,
-    buffer_bytes: usize,
-) -> std::io::Result<(std::net::UdpSocket, (usize, usize))> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // Reach IPv4 hosts too when bound to [::].
-        let _ = socket.set_only_v6(false);
-    }
-    // Not fatal: a smaller buffer only costs burst loss.
-    let _ = socket.set_send_buffer_size(buffer_bytes);
-    let _ = socket.set_recv_buffer_size(buffer_bytes);
-    socket.bind(&addr.into())?;
-    let granted = (
-        socket.send_buffer_size().unwrap_or(0),
-        socket.recv_buffer_size().unwrap_or(0),
-    );
-    Ok((socket.into(), granted))
-}
-
 /// Turns link changes into one line when the link goes down and one when it is back (for the
 /// viewer's output); every other change (another attempt, a new error) says nothing.
 #[derive(Debug, Default)]
@@ -438,7 +414,7 @@ mod tests {
 
     #[test]
     fn refusals_are_fatal_silence_is_not() {
-        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
         assert!(!is_fatal(&ConnectError::NoAnswer {
             addr,
             timeout: Duration::from_secs(1)
