@@ -6,7 +6,8 @@
 # headless run that decodes 10 s of video and prints the per-stage latency table.
 # Usage (Debian 12, as root): bash scripts/run-local.sh [viewer options, e.g. --stats]
 # Environment: SIGHTLINE_SOURCE=x11|synthetic (default: x11 with a display, else synthetic),
-#              SIGHTLINE_PORT (default 4433), SIGHTLINE_LOCAL_DIR (default ./local).
+#              SIGHTLINE_PORT (default 4433), SIGHTLINE_LOCAL_DIR (default ./local),
+#              SIGHTLINE_HOST_ARGS (more host-agent options, e.g. "--bit-depth 10 --codec hevc").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,8 @@ fi
 "$BIN/certs" pin --known-hosts "$STATE/known_hosts" --host "127.0.0.1:$PORT" --identity "$STATE/host" >/dev/null
 
 "$BIN/host-agent" --listen "127.0.0.1:$PORT" --identity "$STATE/host" \
-  --authorized "$STATE/authorized_viewers" --source "$SOURCE" >"$STATE/host-agent.log" 2>&1 &
+  --authorized "$STATE/authorized_viewers" --source "$SOURCE" ${SIGHTLINE_HOST_ARGS:-} \
+  >"$STATE/host-agent.log" 2>&1 &
 HOST_PID=$!
 trap 'kill $HOST_PID 2>/dev/null || true; wait $HOST_PID 2>/dev/null || true' EXIT
 # Wait until the host is listening.

@@ -46,6 +46,7 @@ pub mod design;
 pub mod input;
 pub mod msg;
 pub mod pacing;
+pub mod pair;
 pub mod probe;
 pub mod reconnect;
 pub mod session;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sightline_certs::{Identity, TrustPolicy};
+use sightline_certs::{Identity, Role, TrustPolicy};
 use std::sync::PoisonError;
 
-use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, StreamConfig};
 use sightline_protocol::reconnect::ReconnectConfig;
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::{Renderer, WindowOptions};
@@ -25,9 +25,20 @@ use sightline_viewer::window::{run_windowed, WindowedEnd};
 #[derive(Debug, Parser)]
 #[command(name = "viewer", version, after_help = AFTER_HELP)]
 struct Args {
-    /// Host to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
-    #[arg(value_parser = HostAddr::parse)]
+    /// Host to connect to: HOST, HOST:PORT, [IPv6]:PORT or sightline://HOST:PORT (default port
+    /// 4433). Without it: the only host in the known hosts.
+    #[arg(
+        value_parser = sightline_viewer::pair::parse_host_arg,
+        default_value = "",
+        hide_default_value = true
+    )]
     host: HostAddr,
+    /// Pair with the host first, with the one-time code `host-agent pair` shows there (asked
+    /// for on the terminal when CODE is left out): the host authorizes this viewer and this
+    /// viewer pins the host, then the session starts as usual. Creates this viewer's identity
+    /// if there is none.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    pair: Option<String>,
     /// Directory holding this viewer's identity (cert.pem, key.pem); create it with
     /// `certs create --role viewer --dir DIR`.
     #[arg(long, value_name = "DIR")]
@@ -94,6 +105,10 @@ struct Args {
     /// Stop reconnecting after this many seconds without the host (0: never stop).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     reconnect_timeout: u64,
+    /// Highest bit depth to ask the host for: `10` (default: HEVC Main 10 / H.264 High 10 when
+    /// the host offers it) or `8` (the 8-bit stream: less CPU, fewer bits).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(8..=10))]
+    max_bit_depth: u8,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
@@ -163,7 +178,7 @@ reports, then `certs pin --known-hosts FILE --host HOST:PORT --fingerprint FP`
 (or pass --trust-on-first-use once).";
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -176,15 +191,34 @@ fn main() -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(config::default_identity_dir);
-    let identity = Identity::load(&identity_dir)
-        .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+    let known_hosts = args
+        .known_hosts
+        .clone()
+        .unwrap_or_else(config::default_known_hosts);
+    if args.host.host.is_empty() {
+        args.host = sightline_viewer::pair::only_known_host(&known_hosts)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let identity = if args.pair.is_some() {
+        let (id, created) =
+            Identity::load_or_create(&identity_dir, Role::Viewer, &config_name())
+                .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+        if created {
+            eprintln!(
+                "viewer: created this viewer's identity in {} ({})",
+                identity_dir.display(),
+                id.fingerprint()
+            );
+        }
+        id
+    } else {
+        Identity::load(&identity_dir)
+            .with_context(|| format!("viewer identity in {}", identity_dir.display()))?
+    };
     let opts = ConnectOptions {
         host: args.host.clone(),
         identity,
-        known_hosts: args
-            .known_hosts
-            .clone()
-            .unwrap_or_else(config::default_known_hosts),
+        known_hosts: known_hosts.clone(),
         trust: if args.trust_on_first_use {
             TrustPolicy::TrustOnFirstUse
         } else {
@@ -198,6 +232,12 @@ fn main() -> anyhow::Result<()> {
                     InputKinds::EMPTY
                 } else {
                     InputKinds::ALL
+                },
+                // Codecs and chroma: whatever the decoders here handle (filled in on connect).
+                bit_depths: if args.max_bit_depth < 10 {
+                    BitDepths::EIGHT
+                } else {
+                    BitDepths::EMPTY
                 },
                 ..Capabilities::default()
             },
@@ -217,6 +257,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline-net")
         .build()?;
+    if let Some(code) = &args.pair {
+        run_pairing(&rt, &opts, code)?;
+    }
     // Outside bench mode (which starts its own), --wan puts the emulator under any session.
     let mut opts = opts;
     let _relay = match (args.wan, args.bench) {
@@ -235,10 +278,16 @@ fn main() -> anyhow::Result<()> {
         let windowed = !args.headless
             && (std::env::var_os("DISPLAY").is_some()
                 || std::env::var_os("WAYLAND_DISPLAY").is_some());
+        if windowed {
+            limit_to_presentable(&mut opts);
+        }
         return run_bench_mode(rt, opts, &args, windowed);
     }
     if args.headless {
         return rt.block_on(run_headless(opts, &args));
+    }
+    if args.pings == 0 {
+        limit_to_presentable(&mut opts);
     }
     if args.pings == 0 {
         let window = WindowOptions {
@@ -397,6 +446,23 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
         current_clock(&clock),
         stream.map(|c| (c.width, c.height, codec.as_str())),
     );
+    let mut report = report;
+    if let (Some(c), Some(s)) = (stream, report.get_mut("stream")) {
+        // What the stream carried, for checks of the negotiated format.
+        s["profile"] = serde_json::json!(c.profile_name());
+        s["bit_depth"] = serde_json::json!(c.bit_depth);
+        s["chroma"] = serde_json::json!(format!("{:?}", c.chroma));
+        s["range"] = serde_json::json!(format!("{:?}", c.range));
+        s["matrix"] = serde_json::json!(format!("{:?}", c.matrix));
+    }
+    if let Some(c) = stream {
+        println!(
+            "stream: {}x{} {}",
+            c.width,
+            c.height,
+            sightline_viewer::decoder::stream_label(&c)
+        );
+    }
     print_summary(&report);
     if let Some(path) = &args.stats_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -438,6 +504,58 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
+}
+
+/// `--pair`: pairs (asking for the code when none was given), pins the host, says so.
+fn run_pairing(
+    rt: &tokio::runtime::Runtime,
+    opts: &ConnectOptions,
+    code: &str,
+) -> anyhow::Result<()> {
+    use sightline_viewer::pair::{pair, prompt_code, PairOptions};
+    let code = if code.is_empty() {
+        prompt_code().context("reading the pairing code")?
+    } else {
+        code.to_owned()
+    };
+    let code = sightline_certs::pairing::PairingCode::parse(&code)?;
+    let result = rt.block_on(pair(PairOptions {
+        host: opts.host.clone(),
+        identity: opts.identity.clone(),
+        known_hosts: opts.known_hosts.clone(),
+        code,
+        viewer_name: opts.session.name.clone(),
+        timeout: opts.connect_timeout.max(Duration::from_secs(10)),
+        via: None,
+    }));
+    match result {
+        Ok(p) => {
+            println!(
+                "paired with {:?} at {}: host key {} pinned in {}; the host authorized this viewer \
+                 as {:?}",
+                p.host_name,
+                p.pin_key,
+                p.host_fingerprint,
+                opts.known_hosts.display(),
+                p.authorized_as
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("viewer: cannot pair with {}: {e}", opts.host);
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A window can only show what its renderers present: until they take 10-bit and 4:4:4
+/// pictures, a windowed viewer asks for 8-bit 4:2:0 (headless mode decodes everything).
+fn limit_to_presentable(opts: &mut ConnectOptions) {
+    if !sightline_viewer::decoder::WINDOW_PRESENTS_HIGH_BIT_DEPTH {
+        let c = &mut opts.session.capabilities;
+        c.bit_depths = BitDepths::EIGHT;
+        c.chroma = ChromaFormats::YUV420;
+    }
 }
 
 fn config_name() -> String {

@@ -6,9 +6,11 @@
 //! socket.
 
 mod host;
+mod limits;
 mod viewer;
 
 pub use host::{HostConfig, HostCounters, HostEvent, HostSession, InputOrigin, ReleaseCause};
+pub use limits::{RateLimits, TokenBucket};
 pub use viewer::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 
 use std::fmt;
