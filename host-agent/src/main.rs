@@ -20,6 +20,7 @@ use sightline_host::inject::jog_profile::{self, JogProfileSink};
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
 use sightline_host::inject::{InputSink, LogSink, Router};
+use sightline_host::media_send::AdaptConfig;
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
 use sightline_host::probe::ProbeTarget;
@@ -103,9 +104,15 @@ struct Args {
     /// the others do not, and exit.
     #[arg(long)]
     list_encoders: bool,
-    /// Forward error correction: parity fragments as a share of data fragments (0 disables).
-    #[arg(long, default_value_t = 0.10)]
-    fec: f32,
+    /// Forward error correction: `auto` sizes each frame's parity from the loss measured on
+    /// that viewer's path (at least two parity fragments per frame); a number is a fixed share
+    /// of data fragments (e.g. 0.1); 0 disables.
+    #[arg(long, default_value = "auto", value_parser = parse_fec)]
+    fec: FecArg,
+    /// Keep the video bitrate at --bitrate whatever the path carries (no congestion-aware rate
+    /// control).
+    #[arg(long)]
+    no_rate_control: bool,
     /// Also write the encoded video (Annex B: H.264 or HEVC, as streamed) to this file. When the
     /// format changes mid-session (a viewer that needs another one joined) the file holds both.
     #[arg(long, value_name = "FILE")]
@@ -154,6 +161,27 @@ enum Command {
     /// viewer pins this host. Reads /etc/sightline/host.toml when no --config is given and it
     /// exists.
     Pair(PairArgs),
+}
+
+/// `--fec`: adaptive or a fixed share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FecArg {
+    /// Parity from the measured loss.
+    Auto,
+    /// A fixed share of the data fragments.
+    Fixed(f32),
+}
+
+fn parse_fec(s: &str) -> Result<FecArg, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(FecArg::Auto);
+    }
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && (0.0..=4.0).contains(&v) => Ok(FecArg::Fixed(v)),
+        _ => Err(format!(
+            "expected `auto` or a share between 0 and 4 (e.g. 0.1), got {s:?}"
+        )),
+    }
 }
 
 /// Frame sources.
@@ -653,13 +681,21 @@ fn main() -> anyhow::Result<()> {
         session: security_cli::session_config(&args.security, HostConfig::default()),
         clock,
         video,
-        fec: FecConfig {
-            ratio: args.fec.max(0.0),
-            min_parity: if args.fec > 0.0 {
-                FecConfig::default().min_parity
-            } else {
-                0
+        fec: match args.fec {
+            FecArg::Auto => FecConfig::default(),
+            FecArg::Fixed(share) => FecConfig {
+                ratio: share.max(0.0),
+                min_parity: if share > 0.0 {
+                    FecConfig::default().min_parity
+                } else {
+                    0
+                },
             },
+        },
+        adapt: AdaptConfig {
+            rate_control: !args.no_rate_control,
+            adaptive_fec: args.fec == FecArg::Auto,
+            ..AdaptConfig::default()
         },
         security: security.options.clone(),
     };

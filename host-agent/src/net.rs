@@ -23,14 +23,18 @@ use sightline_protocol::time::{HostMicros, WireClock};
 use sightline_protocol::transport::CLOSE_REFUSED;
 use sightline_protocol::transport::{
     crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
-    CLOSE_PROTOCOL_ERROR,
+    CLOSE_PROTOCOL_ERROR, CLOSE_REPLACED,
 };
-use sightline_protocol::video::{packetize_with_damage, FecConfig, FRAGMENT_OVERHEAD};
+use sightline_protocol::video::{
+    data_fragments, data_payload, packetize_with_parity, FecConfig, FRAGMENT_OVERHEAD,
+};
 use sightline_protocol::{Channel, ALPN};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::media_send::{AdaptConfig, MediaSender};
 use crate::pipeline::{CursorUpdate, EncodedUnit, Subscription, VideoFeed};
 use crate::security::{channels, Admission, HandshakeSlot, Security, SecurityOptions};
+use crate::sessions::{register, Registration, SessionRegistry};
 use serde_json::json;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -57,11 +61,22 @@ pub struct NetConfig {
     pub clock: WireClock,
     /// The video pipeline, when this host serves video.
     pub video: Option<VideoFeed>,
-    /// Forward error correction for video fragments.
+    /// Forward error correction for video fragments (the floor of adaptive FEC, or the fixed
+    /// share when `adapt.adaptive_fec` is off).
     pub fec: FecConfig,
+    /// Rate control, adaptive FEC and pacing per session.
+    pub adapt: AdaptConfig,
     /// Audit log, pairing, connection limits, revocation.
     pub security: SecurityOptions,
 }
+
+/// UDP socket buffers requested for the endpoint: a keyframe burst (300 KB and more) must not
+/// overflow them (the kernel default is ~200 KB).
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// quinn's datagram send buffer. The pacer keeps only a few milliseconds of video in it; the
+/// rest is headroom for urgent datagrams.
+const DATAGRAM_SEND_BUFFER: usize = 2 << 20;
 
 /// What the network layer reports to the application.
 #[derive(Debug, Clone)]
@@ -143,6 +158,7 @@ pub struct HostEndpoint {
     verifier: Arc<AuthorizedViewerVerifier>,
     authorized: Arc<RwLock<AuthorizedViewers>>,
     cfg: NetConfig,
+    sessions: SessionRegistry,
     security: Arc<Security>,
 }
 
@@ -160,7 +176,7 @@ fn transport_config(cfg: &NetConfig) -> quinn::TransportConfig {
     // Room for one 4K keyframe burst, but no more: quinn drops the oldest datagrams when this is
     // full, and a deep buffer only turns congestion into seconds of latency (measured through
     // the WAN relay; see the design module).
-    t.datagram_send_buffer_size(2 << 20);
+    t.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
     // BBR, not quinn's default Cubic: Cubic halves its window on every random loss, and at 1 %
     // loss with 30 ms RTT the video datagrams then queue for seconds and go stale (measured by
     // the transport_loss bench and viewer --bench --wan rtt=30ms,loss=1%); BBR paces by
@@ -195,16 +211,38 @@ impl HostEndpoint {
             .map_err(|e| NetError::Config(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
         server.transport_config(Arc::new(transport_config(&cfg)));
-        let endpoint =
-            quinn::Endpoint::server(server, cfg.listen).map_err(|source| NetError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
+        let bind_err = |source| NetError::Bind {
+            addr: cfg.listen,
+            source,
+        };
+        let (socket, (snd, rcv)) =
+            crate::media_send::bind_udp(cfg.listen, SOCKET_BUFFER_BYTES).map_err(bind_err)?;
+        if snd < SOCKET_BUFFER_BYTES || rcv < SOCKET_BUFFER_BYTES {
+            warn!(
+                send = snd,
+                recv = rcv,
+                wanted = SOCKET_BUFFER_BYTES,
+                "UDP socket buffers are smaller than asked (raise net.core.wmem_max and \
+                 net.core.rmem_max): keyframe bursts may be dropped by the kernel"
+            );
+        } else {
+            debug!(send = snd, recv = rcv, "UDP socket buffers");
+        }
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| NetError::Config("no async runtime for quinn".into()))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )
+        .map_err(bind_err)?;
         Ok(HostEndpoint {
             endpoint,
             verifier,
             authorized,
             cfg,
+            sessions: SessionRegistry::default(),
             security,
         })
     }
@@ -272,6 +310,7 @@ impl HostEndpoint {
                 cfg: self.cfg.clone(),
                 events: events.clone(),
                 active: active.clone(),
+                sessions: self.sessions.clone(),
                 security: self.security.clone(),
             };
             tokio::spawn(async move { ctx.run(incoming, remote, slot).await });
@@ -354,6 +393,7 @@ struct SessionCtx {
     cfg: NetConfig,
     events: mpsc::UnboundedSender<NetEvent>,
     active: Arc<std::sync::atomic::AtomicUsize>,
+    sessions: SessionRegistry,
     security: Arc<Security>,
 }
 
@@ -419,6 +459,11 @@ impl SessionCtx {
             Ok(Err(e)) => {
                 let refusal = self.verifier.take_refusals().pop();
                 let fp = refusal.as_ref().map(|r| r.fingerprint);
+                if fp.is_none() && abandoned(&e) {
+                    // A reconnecting viewer races several handshakes and drops the losers.
+                    debug!(%remote, "viewer abandoned a handshake");
+                    return;
+                }
                 let reason = match fp {
                     Some(fp) => format!(
                         "viewer certificate {fp} is not authorized; to allow it run `certs \
@@ -557,6 +602,27 @@ impl SessionCtx {
         let mut sent_config: Option<StreamConfig> = None;
         let mut frames_sent: u64 = 0;
         let mut sent_cursor_serial: Option<u32> = None;
+        let max_bps = self
+            .cfg
+            .video
+            .as_ref()
+            .map_or(0, VideoFeed::configured_bitrate_bps);
+        // Nothing is queued yet: this is the space of an empty buffer.
+        let empty_space = conn.datagram_send_buffer_space();
+        let mut media = MediaSender::new(
+            self.cfg.adapt,
+            self.cfg.fec,
+            max_bps,
+            empty_space,
+            Instant::now(),
+        );
+        let superseded = Arc::new(tokio::sync::Notify::new());
+        let mut close_code = CLOSE_NORMAL;
+        let mut backlogged = false;
+        let _registration = Registration {
+            sessions: self.sessions.clone(),
+            id: session_id,
+        };
         let mut video_caps = Capabilities::default();
         loop {
             let now = Instant::now();
@@ -567,12 +633,15 @@ impl SessionCtx {
                             session.handle_connection_lost(Instant::now(), &e.to_string());
                         }
                     }
-                    Channel::Datagram => {
-                        if let Err(e) = conn.send_datagram(t.bytes.into()) {
-                            debug!(error = %e, "datagram not sent");
-                        }
-                    }
+                    Channel::Datagram => media.send(&conn, now, t.bytes),
                     Channel::Input => {}
+                }
+            }
+            media.flush(&conn, Instant::now());
+            if let Some(v) = &video {
+                if media.backlogged() != backlogged {
+                    backlogged = media.backlogged();
+                    v.set_backlogged(backlogged);
                 }
             }
             while let Some(ev) = session.poll_event() {
@@ -585,6 +654,13 @@ impl SessionCtx {
                         started = true;
                         session_caps = Some(capabilities);
                         info!(%viewer_name, version, ?capabilities, "session started");
+                        register(
+                            &self.sessions,
+                            session_id,
+                            fingerprint,
+                            &superseded,
+                            session.hello_extensions(),
+                        );
                         self.security.audit(
                             "session_start",
                             json!({
@@ -624,13 +700,19 @@ impl SessionCtx {
                         });
                     }
                     HostEvent::KeyframeRequested(k) => {
-                        debug!(?k, "keyframe requested");
-                        if let Some(v) = &video {
+                        if media.keyframe_queued() {
+                            // One is on its way: another, as large, would only delay it.
+                            debug!(?k, "keyframe requested; one is already on its way");
+                        } else if let Some(v) = &video {
+                            debug!(?k, "keyframe requested");
                             v.request_keyframe();
                         }
                     }
                     HostEvent::InvalidateReferences(i) => debug!(?i, "references invalidated"),
-                    HostEvent::Stats(s) => debug!(?s, "viewer stats"),
+                    HostEvent::Stats(s) => {
+                        debug!(?s, media = ?media.stats(), "viewer stats");
+                        media.on_viewer_stats(&s);
+                    }
                     HostEvent::Closed(reason) => {
                         if end_code.is_empty() {
                             end_code = end_code_of(&reason);
@@ -644,12 +726,13 @@ impl SessionCtx {
                 let _ = ctl_send.finish();
                 // Give the goodbye a moment to reach the viewer before closing.
                 let _ = tokio::time::timeout(Duration::from_millis(200), ctl_send.stopped()).await;
-                conn.close(CLOSE_NORMAL.into(), end_reason.as_bytes());
+                conn.close(close_code.into(), end_reason.as_bytes());
                 break;
             }
             let wake = session
                 .poll_timeout()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1))
+                .min(media.poll_timeout(Instant::now()));
             let (units, cursor) = match video.as_mut() {
                 Some(v) => (Some(&mut v.units), Some(&mut v.cursor)),
                 None => (None, None),
@@ -660,6 +743,7 @@ impl SessionCtx {
                 _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
                 c = next_cursor(cursor) => Wake::Cursor(c),
                 u = next_unit(units) => Wake::Unit(u),
+                _ = superseded.notified() => Wake::Superseded,
             };
             let now = Instant::now();
             match woke {
@@ -667,7 +751,28 @@ impl SessionCtx {
                 Wake::Net(Some(NetIn::Datagram(d))) => session.handle_datagram(now, &d),
                 Wake::Net(Some(NetIn::Lost(why))) => session.handle_connection_lost(now, &why),
                 Wake::Net(None) => session.handle_connection_lost(now, "all readers ended"),
-                Wake::Timer => session.handle_timeout(now),
+                Wake::Timer => {
+                    session.handle_timeout(now);
+                    let tick = media.on_timer(&conn, now);
+                    if let Some(v) = &video {
+                        if let Some(limit) = tick.bitrate_limit {
+                            v.set_bitrate_limit(limit);
+                        }
+                        if tick.frames_dropped > 0 && !media.keyframe_queued() {
+                            // Frames this viewer will never see: its decoder needs a fresh
+                            // start (unless a keyframe is on its way already).
+                            v.request_keyframe();
+                        }
+                    }
+                }
+                Wake::Superseded => {
+                    info!("the viewer reconnected on a new connection; ending this one");
+                    // No goodbye: the viewer has moved on, and a goodbye arriving late on the
+                    // old connection must not end its new session. Held input is released.
+                    session.handle_connection_lost(now, "replaced by the viewer's new connection");
+                    close_code = CLOSE_REPLACED;
+                    end_code = "replaced";
+                }
                 Wake::Kick(why) => {
                     end_code = "revoked";
                     session.close_with(now, GoodbyeReason::Refused, &why);
@@ -693,8 +798,10 @@ impl SessionCtx {
                         }
                         sent_config = Some(unit.config);
                     }
-                    self.send_unit(&mut session, &conn, &unit);
-                    frames_sent += 1;
+                    if !media.is_dead() {
+                        self.send_unit(&mut session, &conn, &mut media, &unit);
+                        frames_sent += 1;
+                    }
                 }
                 Wake::Unit(Err(broadcast::error::RecvError::Lagged(n))) => {
                     // This session fell behind: the frames it missed are gone, so its decoder
@@ -749,6 +856,7 @@ impl SessionCtx {
 enum Wake {
     Net(Option<NetIn>),
     Timer,
+    Superseded,
     Kick(String),
     Cursor(Option<CursorUpdate>),
     Unit(Result<Arc<EncodedUnit>, broadcast::error::RecvError>),
@@ -806,15 +914,25 @@ impl SessionCtx {
         });
     }
 
-    /// Cuts a frame into datagram-sized fragments (with parity) and queues them.
-    fn send_unit(&self, session: &mut HostSession, conn: &quinn::Connection, unit: &EncodedUnit) {
+    /// Cuts a frame into datagram-sized fragments (with parity sized for this session's
+    /// path) and queues them.
+    fn send_unit(
+        &self,
+        session: &mut HostSession,
+        conn: &quinn::Connection,
+        media: &mut MediaSender,
+        unit: &EncodedUnit,
+    ) {
         let max = conn.max_datagram_size().unwrap_or(1200);
         let payload = max.saturating_sub(FRAGMENT_OVERHEAD);
+        let now = Instant::now();
         let mut times = unit.times;
-        times.send = HostMicros(self.cfg.clock.micros(Instant::now()));
+        times.send = HostMicros(self.cfg.clock.micros(now));
         // Damage lists only for a viewer that negotiated them (others refuse the flag).
         let damage = unit.damage.as_deref().filter(|_| session.damage_rects());
-        match packetize_with_damage(
+        let parity = data_fragments(unit.data.len(), data_payload(damage, payload))
+            .map_or(0, |k| media.parity_for(k));
+        match packetize_with_parity(
             unit.config.stream_id,
             unit.frame,
             unit.keyframe,
@@ -822,9 +940,14 @@ impl SessionCtx {
             damage,
             &unit.data,
             payload,
-            self.cfg.fec,
+            parity,
         ) {
             Ok(frags) => {
+                let wire: usize = frags
+                    .iter()
+                    .map(|f| f.payload.len() + FRAGMENT_OVERHEAD)
+                    .sum();
+                media.on_frame(now, unit.data.len(), wire, unit.keyframe);
                 for f in frags {
                     session.send_video(f);
                 }
@@ -927,6 +1050,12 @@ fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
         .downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
         .ok()?;
     certs.first().map(|c| Fingerprint::of_der(c))
+}
+
+/// Whether the viewer itself closed the connection during the handshake, without a TLS alert.
+fn abandoned(e: &quinn::ConnectionError) -> bool {
+    matches!(e, quinn::ConnectionError::ConnectionClosed(c)
+        if c.error_code == quinn::TransportErrorCode::APPLICATION_ERROR)
 }
 
 /// Turns a failed handshake into words an operator can act on.

@@ -78,6 +78,16 @@ struct Control {
     wake: (Mutex<()>, Condvar),
     /// The newest bench probe `(id, host_recv_us)` not yet handed to the source.
     probe: Mutex<Option<(u32, u64)>>,
+    /// Per-session bitrate limits (rate control), by subscription id: the encoder follows
+    /// the lowest, so the slowest viewer's path sets the rate for all.
+    limits: Mutex<std::collections::HashMap<u64, u32>>,
+    /// The bitrate the encoder runs at now.
+    applied_bps: AtomicU32,
+    /// Sessions whose send queue holds more video than their path carries in time: the
+    /// encoder skips frames (lower frame rate) until none is, rather than feed a queue.
+    backlogged: Mutex<std::collections::HashSet<u64>>,
+    /// Frames not encoded because a session was backlogged.
+    skipped_backlog: AtomicU64,
     /// What each subscribed viewer decodes (by subscription id): the stream format is the best
     /// offer all of them accept.
     viewer_caps: Mutex<Vec<(u64, Capabilities)>>,
@@ -103,6 +113,13 @@ impl Control {
                     && self.probe_slot().is_none()
             })
             .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    /// The configured bitrate, lowered to the lowest session limit.
+    fn effective_bitrate(&self) -> u32 {
+        let configured = self.bitrate_bps.load(Ordering::SeqCst);
+        let limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits.values().copied().fold(configured, u32::min)
     }
 
     fn viewer_caps(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Capabilities)>> {
@@ -159,6 +176,8 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.set_bitrate_limit(None);
+        self.set_backlogged(false);
         self.control.viewer_caps().retain(|(id, _)| *id != self.id);
         self.control.viewers.fetch_sub(1, Ordering::SeqCst);
     }
@@ -168,6 +187,43 @@ impl Subscription {
     /// Asks for a keyframe (a viewer joined, lost frames, or its decoder failed).
     pub fn request_keyframe(&self) {
         self.control.keyframe.store(true, Ordering::SeqCst);
+    }
+
+    /// Limits the encoder's bitrate for this session's sake (its rate controller's target),
+    /// or lifts the limit (`None`). The encoder runs at the lowest limit of all sessions,
+    /// never above the configured bitrate; the change takes effect on the next frame, without
+    /// a keyframe.
+    pub fn set_bitrate_limit(&self, bps: Option<u32>) {
+        let mut limits = self
+            .control
+            .limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match bps {
+            Some(b) => limits.insert(self.id, b),
+            None => limits.remove(&self.id),
+        };
+    }
+
+    /// The bitrate the encoder runs at now (bits/s).
+    pub fn encoder_bitrate_bps(&self) -> u32 {
+        self.control.applied_bps.load(Ordering::SeqCst)
+    }
+
+    /// This session's send queue holds more video than its path carries in time (`true`):
+    /// the encoder skips frames until it drains. Keyframes are still made when asked for
+    /// (one replaces everything queued).
+    pub fn set_backlogged(&self, on: bool) {
+        let mut b = self
+            .control
+            .backlogged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if on {
+            b.insert(self.id);
+        } else {
+            b.remove(&self.id);
+        }
     }
 }
 
@@ -213,9 +269,25 @@ impl VideoFeed {
         self.control.notify();
     }
 
-    /// Changes the encoder's target bitrate.
+    /// Changes the encoder's target bitrate (the ceiling; sessions' rate control may keep it
+    /// lower, see [`Subscription::set_bitrate_limit`]).
     pub fn set_bitrate(&self, bps: u32) {
         self.control.bitrate_bps.store(bps, Ordering::SeqCst);
+    }
+
+    /// The bitrate the encoder runs at now (bits/s).
+    pub fn encoder_bitrate_bps(&self) -> u32 {
+        self.control.applied_bps.load(Ordering::SeqCst)
+    }
+
+    /// Frames not encoded because a session's send queue was backlogged.
+    pub fn frames_skipped_for_backlog(&self) -> u64 {
+        self.control.skipped_backlog.load(Ordering::SeqCst)
+    }
+
+    /// The configured bitrate (the ceiling rate control works under), bits/s.
+    pub fn configured_bitrate_bps(&self) -> u32 {
+        self.control.bitrate_bps.load(Ordering::SeqCst)
     }
 
     /// Stops the thread.
@@ -270,6 +342,29 @@ impl Encoders {
     }
 }
 
+/// Whether the encoder should move from `current` to `wanted` bits/s now, `since_last` after
+/// its last change. Rate control nudges the target every 50 ms: an encoder that changes its
+/// rate in place follows every change that matters (2 %); one that restarts the stream for it
+/// (a keyframe each time) only changes by 15 % or more, at most once a second, and goes up
+/// only after 3 s — a keyframe is what a congested path can least afford.
+fn bitrate_step_due(
+    current: u32,
+    wanted: u32,
+    reopens: bool,
+    since_last: Option<Duration>,
+) -> bool {
+    let diff = u64::from(current.abs_diff(wanted));
+    if !reopens {
+        return diff * 50 > u64::from(current);
+    }
+    let min_gap = if wanted > current {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(1)
+    };
+    diff * 100 >= u64::from(current) * 15 && since_last.is_none_or(|t| t >= min_gap)
+}
+
 /// Starts the pipeline thread over `source` with the encoder `make_encoder` builds for a size
 /// (an 8-bit 4:2:0 H.264 stream, BT.709 limited range).
 pub fn start(
@@ -317,6 +412,10 @@ fn run(
         finished: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
         probe: Mutex::new(None),
+        limits: Mutex::default(),
+        applied_bps: AtomicU32::new(settings.encoder.bitrate_bps),
+        backlogged: Mutex::default(),
+        skipped_backlog: AtomicU64::new(0),
         viewer_caps: Mutex::new(Vec::new()),
         next_subscription: AtomicU64::new(0),
     });
@@ -349,6 +448,7 @@ fn run(
             let mut current: Option<Offer> = None;
             let mut size = (0u32, 0u32);
             let mut bitrate = settings.encoder.bitrate_bps;
+            let mut last_bitrate_change: Option<Instant> = None;
             let mut frame_number: u32 = 0;
             let mut cursor_image: Option<Arc<CursorImage>> = None;
             let mut encoded: u64 = 0;
@@ -431,6 +531,12 @@ fn run(
                             );
                             let _ = config_tx.send(Some(cfg));
                             damage = DamageTracker::new(caps.codec, cfg.width, cfg.height);
+                            let mut e = e;
+                            // A new encoder starts from the configured bitrate; rate control
+                            // may have it lower.
+                            if bitrate != settings.encoder.bitrate_bps {
+                                e.set_bitrate(bitrate);
+                            }
                             encoder = Some(e);
                             current = Some(wanted);
                             if wanted.format.bit_depth > 8 {
@@ -453,10 +559,18 @@ fn run(
                 let (Some(enc), Some(offer)) = (encoder.as_mut(), current) else {
                     continue;
                 };
-                let want_bitrate = control.bitrate_bps.load(Ordering::SeqCst);
-                if want_bitrate != bitrate {
+                let want_bitrate = control.effective_bitrate();
+                if bitrate_step_due(
+                    bitrate,
+                    want_bitrate,
+                    enc.bitrate_change_reopens(),
+                    last_bitrate_change.map(|t| t.elapsed()),
+                ) {
+                    debug!(from = bitrate, to = want_bitrate, "encoder bitrate");
                     bitrate = want_bitrate;
                     enc.set_bitrate(bitrate);
+                    control.applied_bps.store(bitrate, Ordering::SeqCst);
+                    last_bitrate_change = Some(Instant::now());
                 }
                 let (matrix, range) = (offer.format.matrix, offer.format.range);
                 let ten = offer.format.bit_depth > 8;
@@ -476,6 +590,17 @@ fn run(
                 }
                 let convert_end = Instant::now();
                 damage.captured(if size_changed { &[] } else { &frame.damage });
+                let backlogged = !control
+                    .backlogged
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_empty();
+                if backlogged && !control.keyframe.load(Ordering::SeqCst) {
+                    // A viewer's path cannot take what is already queued: a lower frame rate
+                    // (the picture is converted, so the next frame shows everything).
+                    control.skipped_backlog.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let force = control.keyframe.swap(false, Ordering::SeqCst);
                 let input = if ten {
                     PictureRef::Yuv10(&picture10)
@@ -669,5 +794,20 @@ mod tests {
         assert!(unit.keyframe);
         assert_eq!(read, Some((99, 12_345)));
         feed.stop();
+    }
+
+    #[test]
+    fn encoders_that_reopen_change_bitrate_in_fewer_larger_steps() {
+        let s = Duration::from_secs;
+        // In place: every change over 2 %, at once.
+        assert!(bitrate_step_due(10_000_000, 9_700_000, false, Some(s(0))));
+        assert!(!bitrate_step_due(10_000_000, 9_900_000, false, None));
+        // Reopening: 15 % or more, down after 1 s, up after 3 s.
+        assert!(!bitrate_step_due(10_000_000, 9_000_000, true, None));
+        assert!(bitrate_step_due(10_000_000, 8_000_000, true, None));
+        assert!(!bitrate_step_due(10_000_000, 8_000_000, true, Some(s(0))));
+        assert!(bitrate_step_due(10_000_000, 8_000_000, true, Some(s(1))));
+        assert!(!bitrate_step_due(8_000_000, 10_000_000, true, Some(s(2))));
+        assert!(bitrate_step_due(8_000_000, 10_000_000, true, Some(s(3))));
     }
 }

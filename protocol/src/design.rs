@@ -87,9 +87,11 @@
 //! The viewer's [`crate::video::Reassembler`] completes a frame as soon as `k` fragments are in;
 //! when a newer frame completes, every older incomplete frame is given up (it can no longer be
 //! shown in order, and waiting only adds latency); an incomplete frame with nothing newer is given
-//! up after 100 ms. A given-up frame breaks the decoder's references, so the viewer shows nothing
-//! new until a keyframe and asks the host for one at once (rate-limited to one per 150 ms, and
-//! repeated after 300 ms if the keyframe itself is lost). Reference invalidation instead of a
+//! up when none of its fragments arrived for 100 ms. A given-up frame breaks the decoder's
+//! references, so the viewer shows nothing new until a keyframe and asks the host for one at
+//! once (rate-limited to one per 150 ms, repeated after 300 ms or three round trips if the
+//! keyframe itself is lost, but not while a keyframe's fragments are still arriving; the host
+//! ignores requests while a keyframe waits in that viewer's queue). Reference invalidation instead of a
 //! keyframe is in the protocol (`InvalidateReferences`) for encoders that can honour it; openh264
 //! as configured cannot, so its capability says so.
 //!
@@ -113,6 +115,61 @@
 //! The host encodes once and fans out to every session through a bounded broadcast channel: a
 //! session that falls behind skips frames (and gets a keyframe) rather than building a queue.
 //! Nothing is captured or encoded while the screen is still (DAMAGE on X11).
+//!
+//! A frame of which no fragment arrived at all (every fragment lost, or never sent to this
+//! viewer) is noticed by the gap in frame numbers when the next frame completes, and counts as
+//! lost like a partial one: the decoder never takes a frame whose references it lacks.
+//!
+//! ## Following the path: rate, parity, priorities
+//!
+//! See [`crate::congestion`] and [`crate::pacing`]. Per session, on the host:
+//!
+//! * **Priorities.** Datagrams that are not video (audio, cursor positions) go to QUIC at
+//!   once; video waits in the host's own queue and is handed over only while QUIC holds less
+//!   than ~5 ms of it at the rate QUIC has been sending. quinn sends datagrams first-in
+//!   first-out and ahead of stream data, so without this a keyframe burst would delay audio,
+//!   the cursor and the control stream (clock-sync answers) by its whole length. Input travels
+//!   the other way (viewer → host), where nothing bulky competes with it. Video that waits more
+//!   than 250 ms is dropped, whole frames, and the encoder makes a keyframe.
+//! * **Rate.** A controller fed every 50 ms with the queue's sojourn time, QUIC's RTT, loss and
+//!   delivered rate keeps the encoder's target below what the path delivers, so no standing
+//!   queue builds; random loss does not lower it (BBR on the QUIC side likewise). The encoder's
+//!   bitrate changes on the running encoder, without a keyframe (openh264); the FFmpeg encoders
+//!   of 10-bit streams reopen for a new bitrate (a keyframe), so they follow the target only in
+//!   steps of 15 % or more, down at most once a second, up after 3 s. Several viewers: the encoder
+//!   follows the lowest target (the slowest path sets the quality for all; a viewer whose path
+//!   is dead does not count). A per-viewer encode (or simulcast layers) would lift that limit
+//!   at the cost of encoding several times.
+//! * **Parity.** Each frame gets the fewest parity fragments that keep its loss probability
+//!   under 5·10⁻⁵ at the measured loss (×1.5 for burstiness), at least two: on a clean path
+//!   ~2 % for a 270-fragment keyframe, at 1 % loss ~5 %, at 5 % loss ~16 % (small frames: two
+//!   or three parity fragments). `host-agent --fec 0.1` fixes the share instead.
+//! * **Backlog.** While a viewer's queue holds more than ~40 ms of video (the encoder made more
+//!   than the target, e.g. noise or a scene cut at a low rate), the encoder skips frames — a
+//!   lower frame rate instead of a growing delay; with several viewers this slows the frame
+//!   rate for all, like the bitrate.
+//! * **Pacing.** Once a path pushed back, video leaves at most at 1.5 × the target, so a
+//!   keyframe does not overflow a shallow router buffer; a path that never pushed back is not
+//!   paced beyond QUIC's own pacing.
+//! * **Dead path.** A viewer not heard from for 600 ms gets no video (and stops limiting the
+//!   encoder) until it is heard again, then a keyframe.
+//!
+//! Recovery without a keyframe (reference invalidation, long-term references) is not used:
+//! openh264 0.9 can do it only with per-frame decoder feedback of H.264 frame numbers and
+//! long-term-reference marking (`ENCODER_LTR_RECOVERY_REQUEST`, `ENCODER_LTR_MARKING_FEEDBACK`),
+//! which the protocol does not carry yet. Parity sized to the loss makes unrecoverable frames
+//! rare instead; each one still costs a keyframe.
+//!
+//! ## Reconnecting
+//!
+//! See [`crate::reconnect`]. When the host is silent for 700 ms the viewer keeps the old
+//! connection and also starts a fresh one every 250 ms on the same UDP socket (after a long
+//! blackout QUIC's probe timer has backed off for seconds, a new handshake goes out at once);
+//! whichever answers first carries on. The new hello names the old session in an extension, and
+//! the host ends that session at once (same viewer certificate only). Input given while the
+//! link is down is dropped, not delivered late; the host has released what was held after
+//! 1 s of silence. The window stays open and says "reconnecting…"; `viewer --no-reconnect`
+//! ends the session instead, `--reconnect-timeout SECS` bounds the attempts (default 60 s).
 //!
 //! ## Damage
 //!

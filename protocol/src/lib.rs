@@ -41,12 +41,15 @@
 
 pub mod coding;
 pub mod colour;
+pub mod congestion;
 pub mod damage;
 pub mod design;
 pub mod input;
 pub mod msg;
+pub mod pacing;
 pub mod pair;
 pub mod probe;
+pub mod reconnect;
 pub mod session;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]

@@ -38,6 +38,9 @@ pub const CLOSE_HOST_SHUTDOWN: u32 = 2;
 pub const CLOSE_REFUSED: u32 = 3;
 /// QUIC application close code: the viewer quit.
 pub const CLOSE_VIEWER_QUIT: u32 = 4;
+/// QUIC application close code: the session moved to the viewer's new connection (it
+/// reconnected); the old one is closed without a goodbye.
+pub const CLOSE_REPLACED: u32 = 5;
 
 /// QUIC reports TLS alerts as transport error codes `0x100 + alert` (RFC 9001 §4.8).
 pub fn crypto_alert(transport_code: u64) -> Option<u8> {

@@ -87,6 +87,7 @@ impl Pki {
             },
             connect_timeout: Duration::from_secs(5),
             via: None,
+            reconnect: sightline_protocol::reconnect::ReconnectConfig::default(),
         }
     }
 }
@@ -124,6 +125,7 @@ fn loopback_config(
         clock,
         video,
         fec: FecConfig::default(),
+        adapt: sightline_host::media_send::AdaptConfig::default(),
         security: sightline_host::security::SecurityOptions::default(),
     }
 }

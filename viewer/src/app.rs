@@ -113,6 +113,9 @@ pub struct WindowShared {
     pub present_tap: Mutex<Option<std::sync::mpsc::Sender<PresentRecord>>>,
     /// The present path, once the window has opened it.
     pub renderer: Mutex<Option<RendererInfo>>,
+    /// A line shown over the picture and in the title while the link is down
+    /// ("reconnecting…"); `None` while it is up.
+    pub link_banner: Mutex<Option<String>>,
 }
 
 impl Default for WindowShared {
@@ -126,6 +129,7 @@ impl Default for WindowShared {
             input: Mutex::default(),
             present_tap: Mutex::default(),
             renderer: Mutex::default(),
+            link_banner: Mutex::default(),
         }
     }
 }
@@ -357,6 +361,8 @@ struct App {
     renderer: Option<RendererInfo>,
     /// Present figures for the stats panel.
     present_totals: PresentTotals,
+    /// The link banner shown (and put in the title) at the last redraw.
+    link_banner: Option<String>,
 }
 
 /// Frames presented and how, for the stats panel.
@@ -366,6 +372,19 @@ struct PresentTotals {
     damage_frames: u64,
     last_convert_us: u32,
     last_present_us: u32,
+}
+
+/// The size in window pixels of the picture shown (scaled to fit, aspect kept) in a window of
+/// `size`; the whole window before the first picture.
+fn shown_size(size: winit::dpi::PhysicalSize<u32>, picture: Option<(u32, u32)>) -> (u32, u32) {
+    match picture {
+        Some((pw, ph)) => {
+            let s = (f64::from(size.width) / f64::from(pw.max(1)))
+                .min(f64::from(size.height) / f64::from(ph.max(1)));
+            ((f64::from(pw) * s) as u32, (f64::from(ph) * s) as u32)
+        }
+        None => (size.width, size.height),
+    }
 }
 
 /// A key combination the viewer handles itself instead of sending it to the host.
@@ -421,6 +440,7 @@ impl App {
             error: None,
             renderer: None,
             present_totals: PresentTotals::default(),
+            link_banner: None,
         }
     }
 
@@ -491,17 +511,22 @@ impl App {
         let mut overlays = Vec::with_capacity(2);
         overlays.extend(Sprite::cursor(&lock(&self.shared.cursor)));
         if self.show_stats {
-            let size = gfx.window.inner_size();
-            let shown_height = match gfx.picture {
-                Some((pw, ph)) => {
-                    let s = (f64::from(size.width) / f64::from(pw.max(1)))
-                        .min(f64::from(size.height) / f64::from(ph.max(1)));
-                    (f64::from(ph) * s) as u32
-                }
-                None => size.height,
-            };
+            let (_, shown_height) = shown_size(gfx.window.inner_size(), gfx.picture);
             let panel = StatsPanel::layout_with(&lock(&self.shared.stats), &extra, shown_height);
             overlays.push(panel.sprite());
+        }
+        let banner = lock(&self.shared.link_banner).clone();
+        if let Some(text) = &banner {
+            let (w, h) = shown_size(gfx.window.inner_size(), gfx.picture);
+            overlays.push(crate::overlay::banner_sprite(text, w, h));
+        }
+        if banner != self.link_banner {
+            let title = match &banner {
+                Some(_) => format!("{} — reconnecting…", self.opts.title),
+                None => self.opts.title.clone(),
+            };
+            gfx.window.set_title(&title);
+            self.link_banner = banner;
         }
         let stats = gfx.backend.present(frame, &overlays)?;
         let presented_at = Instant::now();

@@ -23,6 +23,7 @@ use sightline_protocol::probe;
 use sightline_protocol::time::{ClockEstimate, HostMicros};
 
 use crate::app::{PresentRecord, WindowOptions, WindowShared};
+use crate::bench_record::Recorder;
 use crate::decode::FrameSink;
 use crate::frame::DecodedFrame;
 use crate::net::{connect_media, resolve, viewer_clock, ConnectError, ConnectOptions, Media};
@@ -58,6 +59,31 @@ pub struct BenchOptions {
     pub progress: bool,
     /// Seed for the intervals.
     pub seed: u64,
+    /// Changes to the WAN emulator during the run, at offsets from the start of probing
+    /// (needs `wan`): cut the path, restore it, change its rate — for measuring recovery.
+    pub schedule: Vec<(Duration, WanChange)>,
+}
+
+/// A change to the emulated path during a bench run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WanChange {
+    /// Cut (`true`) or restore (`false`) the path both ways.
+    Blackhole(bool),
+    /// New conditions from now on.
+    Spec(WanSpec),
+}
+
+impl std::fmt::Display for WanChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WanChange::Blackhole(true) => write!(f, "path cut"),
+            WanChange::Blackhole(false) => write!(f, "path restored"),
+            WanChange::Spec(s) => {
+                let s = s.to_string();
+                write!(f, "path now {}", s.split(",seed=").next().unwrap_or(&s))
+            }
+        }
+    }
 }
 
 impl Default for BenchOptions {
@@ -69,6 +95,7 @@ impl Default for BenchOptions {
             wan: None,
             progress: true,
             seed: 0x5157_6874,
+            schedule: Vec::new(),
         }
     }
 }
@@ -84,6 +111,8 @@ pub struct Sample {
     pub stages_us: [u64; 10],
     /// Clock-offset uncertainty at the time, µs.
     pub clock_uncertainty_us: u64,
+    /// When the probe was sent, ms after the start of probing.
+    pub sent_at_ms: u64,
 }
 
 /// Splits a probe's round trip into stages.
@@ -122,6 +151,7 @@ pub fn stages(
         total_us: presented_us.saturating_sub(sent_us),
         stages_us,
         clock_uncertainty_us: clock.uncertainty_us,
+        sent_at_ms: 0,
     })
 }
 
@@ -140,6 +170,8 @@ struct ProbeSink {
     tx: std_mpsc::Sender<Hit>,
     prev_decoded_us: Option<u64>,
     longest_gap_us: Arc<AtomicU64>,
+    /// Every picture's decode time (viewer wire clock, µs), for freezes over time.
+    decoded: Arc<std::sync::Mutex<Vec<u64>>>,
     /// The window's sink, when the bench runs with a window.
     inner: Option<Box<dyn FrameSink>>,
 }
@@ -152,6 +184,10 @@ impl FrameSink for ProbeSink {
         }
         let first = self.prev_decoded_us.is_none();
         self.prev_decoded_us = Some(f.decoded_us);
+        self.decoded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(f.decoded_us);
         if first {
             // Id 0: "pictures are flowing" (no probe has id 0).
             let _ = self.tx.send(Hit {
@@ -209,6 +245,42 @@ pub struct BenchReport {
     pub renderer: Option<String>,
     /// With a window: the present records of the frames that showed a probe.
     pub presents: Vec<PresentRecord>,
+    /// Every picture's decode time, ms after the start of probing.
+    pub decoded_at_ms: Vec<u64>,
+    /// What happened to the path and the link, ms after the start of probing.
+    pub events: Vec<(u64, String)>,
+    /// Video received, Mbit/s per 250 ms, at ms after the start of probing.
+    pub throughput: Vec<(u64, f64)>,
+    /// When probing started (the zero of every `_ms` time above).
+    pub started_at: Option<Instant>,
+}
+
+/// Gaps between pictures longer than this count as freezes.
+pub const FREEZE_MS: u64 = 100;
+
+impl BenchReport {
+    /// Gaps between consecutive pictures longer than [`FREEZE_MS`]: (start ms, length ms).
+    pub fn freezes(&self) -> Vec<(u64, u64)> {
+        self.decoded_at_ms
+            .windows(2)
+            .filter(|w| w[1] - w[0] > FREEZE_MS)
+            .map(|w| (w[0], w[1] - w[0]))
+            .collect()
+    }
+
+    /// The first picture decoded at or after `t_ms`.
+    pub fn first_picture_after(&self, t_ms: u64) -> Option<u64> {
+        self.decoded_at_ms.iter().copied().find(|&t| t >= t_ms)
+    }
+
+    /// The first probe sent at or after `t_ms` that came back: when it was seen (ms).
+    pub fn first_probe_after(&self, t_ms: u64) -> Option<u64> {
+        self.samples
+            .iter()
+            .filter(|s| s.sent_at_ms >= t_ms)
+            .map(|s| s.sent_at_ms + s.total_us / 1000)
+            .min()
+    }
 }
 
 /// Why a bench could not run.
@@ -250,30 +322,39 @@ impl Rng {
 async fn start_wan(
     opts: &mut ConnectOptions,
     wan: Option<WanSpec>,
-) -> Result<Option<WanRelay>, BenchError> {
+) -> Result<Option<Arc<WanRelay>>, BenchError> {
     let Some(spec) = wan else { return Ok(None) };
     let target = resolve(&opts.host).await?;
     let relay = WanRelay::start(target, spec)
         .await
         .map_err(BenchError::Wan)?;
     opts.via = Some(relay.addr());
-    Ok(Some(relay))
+    Ok(Some(Arc::new(relay)))
 }
 
 /// The probe-finding sink (forwarding pictures to `inner`), its hits and its gap meter.
 fn probe_sink(
     inner: Option<Box<dyn FrameSink>>,
-) -> (Box<dyn FrameSink>, std_mpsc::Receiver<Hit>, Arc<AtomicU64>) {
+) -> (Box<dyn FrameSink>, std_mpsc::Receiver<Hit>, Meters) {
     let (tx, rx) = std_mpsc::channel();
     let gap = Arc::new(AtomicU64::new(0));
+    let decoded = Arc::default();
     let sink = ProbeSink {
         last: 0,
         tx,
         prev_decoded_us: None,
         longest_gap_us: gap.clone(),
+        decoded: Arc::clone(&decoded),
         inner,
     };
-    (Box::new(sink), rx, gap)
+    (Box::new(sink), rx, Meters { gap, decoded })
+}
+
+/// What the probe sink measures besides probes.
+#[derive(Debug, Clone)]
+struct Meters {
+    gap: Arc<AtomicU64>,
+    decoded: Arc<std::sync::Mutex<Vec<u64>>>,
 }
 
 /// Runs a bench against the host in `opts`.
@@ -281,14 +362,23 @@ pub async fn run_bench(
     mut opts: ConnectOptions,
     b: BenchOptions,
 ) -> Result<BenchReport, BenchError> {
-    let _relay = start_wan(&mut opts, b.wan).await?;
-    let (sink, rx, gap) = probe_sink(None);
+    let relay = start_wan(&mut opts, b.wan).await?;
+    let (sink, rx, meters) = probe_sink(None);
     let media = Media {
         video: Some(sink),
         ..Media::default()
     };
     let clock = media.clock.clone();
+    let totals = media.totals.clone();
     let conn = connect_media(opts, media).await?;
+    let t0: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+    let recorder = Recorder::start(
+        t0.clone(),
+        relay.clone(),
+        b.schedule.clone(),
+        conn.link_state(),
+        totals,
+    );
     let host = conn.welcome.host_name.clone();
     let sender = conn.input_sender();
     if !sender
@@ -301,7 +391,7 @@ pub async fn run_bench(
         ));
     }
     let (rx, report) = tokio::task::spawn_blocking(move || {
-        let r = measure(&rx, None, &sender, &clock, &gap, &b);
+        let r = measure(&rx, None, &sender, &clock, &meters, &b, &t0);
         (rx, r)
     })
     .await
@@ -309,6 +399,7 @@ pub async fn run_bench(
     drop(rx);
     let _ = conn.close("bench done").await;
     let mut report = report?;
+    recorder.finish(&mut report);
     report.host = host;
     Ok(report)
 }
@@ -318,9 +409,11 @@ fn measure(
     presents: Option<&std_mpsc::Receiver<PresentRecord>>,
     sender: &crate::net::InputSender,
     clock: &crate::stats::SharedClock,
-    gap: &AtomicU64,
+    meters: &Meters,
     b: &BenchOptions,
+    t0: &std::sync::OnceLock<Instant>,
 ) -> Result<BenchReport, BenchError> {
+    let gap = &meters.gap;
     let wire = viewer_clock();
     let mut report = BenchReport {
         // The spec without the relay's random seed.
@@ -338,11 +431,15 @@ fn measure(
     }
     let mut rng = Rng(b.seed | 1);
     let started = Instant::now();
+    let _ = t0.set(started);
+    report.started_at = Some(started);
+    let started_us = wire.micros(started);
     gap.store(0, Ordering::Relaxed);
     for i in 0..b.samples {
         std::thread::sleep(rng.between(b.interval.0, b.interval.1));
         let id = i as u32 + 1;
         let sent_us = wire.micros(Instant::now());
+        let sent_at_ms = sent_us.saturating_sub(started_us) / 1000;
         if !sender.send(InputEvent::Probe { id }) {
             return Err(BenchError::NoProbes("the session refused the probe".into()));
         }
@@ -391,6 +488,7 @@ fn measure(
         };
         if let Some(mut s) = stages(sent_us, host_recv, &hit.times, photon_us, &est) {
             s.id = id;
+            s.sent_at_ms = sent_at_ms;
             report.samples.push(s);
         }
         if b.progress {
@@ -401,6 +499,14 @@ fn measure(
         eprintln!();
     }
     report.longest_gap_us = gap.load(Ordering::Relaxed);
+    report.decoded_at_ms = meters
+        .decoded
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|&&t| t >= started_us)
+        .map(|t| (t - started_us) / 1000)
+        .collect();
     Ok(report)
 }
 
@@ -493,6 +599,22 @@ impl BenchReport {
                 self.presents.len()
             );
         }
+        let freezes = self.freezes();
+        if !freezes.is_empty() {
+            out += &format!(
+                "freezes over {FREEZE_MS} ms: {} (at {})\n",
+                freezes.len(),
+                freezes
+                    .iter()
+                    .take(8)
+                    .map(|(at, len)| format!("{:.1} s for {len} ms", *at as f64 / 1e3))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        for (at, what) in &self.events {
+            out += &format!("  {:>8.3} s  {what}\n", *at as f64 / 1e3);
+        }
         out
     }
 
@@ -539,8 +661,12 @@ impl BenchReport {
                 "partial_updates": damage,
             })),
             "longest_gap_us": self.longest_gap_us,
+            "freezes_ms": self.freezes(),
+            "events": self.events,
+            "throughput_mbps": self.throughput,
             "samples": self.samples.iter().map(|s| serde_json::json!({
                 "id": s.id,
+                "sent_at_ms": s.sent_at_ms,
                 "total_us": s.total_us,
                 "stages_us": s.stages_us,
                 "clock_uncertainty_us": s.clock_uncertainty_us,
@@ -578,7 +704,7 @@ pub fn run_bench_windowed(
             .name("sightline-bench".into())
             .spawn(move || -> Result<BenchReport, BenchError> {
                 rt.block_on(async move {
-                    let _relay = match start_wan(&mut opts, b.wan).await {
+                    let relay = match start_wan(&mut opts, b.wan).await {
                         Ok(r) => r,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -587,12 +713,13 @@ pub fn run_bench_windowed(
                     };
                     let pending: PendingTimes = Arc::default();
                     let window_sink = WindowSink::new(shared.clone(), proxy.clone(), pending);
-                    let (sink, rx, gap) = probe_sink(Some(Box::new(window_sink)));
+                    let (sink, rx, meters) = probe_sink(Some(Box::new(window_sink)));
                     let media = Media {
                         video: Some(sink),
                         ..Media::default()
                     };
                     let clock = media.clock.clone();
+                    let totals = media.totals.clone();
                     let host = opts.host.clone();
                     let conn = match connect_media(opts, media).await {
                         Ok(c) => c,
@@ -606,13 +733,22 @@ pub fn run_bench_windowed(
                         conn.welcome.host_name
                     )));
                     let sender = conn.input_sender();
+                    let t0: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+                    let recorder = Recorder::start(
+                        t0.clone(),
+                        relay.clone(),
+                        b.schedule.clone(),
+                        conn.link_state(),
+                        totals,
+                    );
                     let result = if sender
                         .kinds()
                         .contains(sightline_protocol::msg::InputKinds::PROBE)
                     {
                         let host_name = conn.welcome.host_name.clone();
                         let r = tokio::task::spawn_blocking(move || {
-                            let r = measure(&rx, Some(&present_rx), &sender, &clock, &gap, &b);
+                            let r =
+                                measure(&rx, Some(&present_rx), &sender, &clock, &meters, &b, &t0);
                             drop(rx);
                             r
                         })
@@ -620,6 +756,7 @@ pub fn run_bench_windowed(
                         .expect("bench thread");
                         r.map(|mut r| {
                             r.host = host_name;
+                            recorder.finish(&mut r);
                             r
                         })
                     } else {

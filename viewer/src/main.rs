@@ -9,11 +9,13 @@ use sightline_certs::{Identity, Role, TrustPolicy};
 use std::sync::PoisonError;
 
 use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, StreamConfig};
+use sightline_protocol::reconnect::ReconnectConfig;
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
 use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
+use sightline_viewer::reconnect::LinkMessages;
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
 use sightline_viewer::wan::WanSpec;
 use sightline_viewer::window::{run_windowed, WindowedEnd};
@@ -97,6 +99,13 @@ struct Args {
     /// would see, or measure it with --bench.
     #[arg(long, value_name = "SPEC")]
     wan: Option<WanSpec>,
+    /// Do not reconnect after a network drop: the session ends when the connection does
+    /// (for scripts).
+    #[arg(long)]
+    no_reconnect: bool,
+    /// Stop reconnecting after this many seconds without the host (0: never stop).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    reconnect_timeout: u64,
     /// Highest bit depth to ask the host for: `10` (default: HEVC Main 10 / H.264 High 10 when
     /// the host offers it) or `8` (the 8-bit stream: less CPU, fewer bits).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(8..=10))]
@@ -237,6 +246,12 @@ fn main() -> anyhow::Result<()> {
         },
         connect_timeout: Duration::from_secs(args.connect_timeout.max(1)),
         via: None,
+        reconnect: ReconnectConfig {
+            enabled: !args.no_reconnect,
+            give_up_after: (args.reconnect_timeout > 0)
+                .then(|| Duration::from_secs(args.reconnect_timeout)),
+            ..ReconnectConfig::default()
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -317,8 +332,15 @@ fn main() -> anyhow::Result<()> {
             println!("negotiated: {caps:?}");
         }
         let mut answered = 0u64;
+        let mut link = conn.link_state();
+        let mut link_msg = LinkMessages::default();
         loop {
             tokio::select! {
+                Ok(()) = link.changed() => {
+                    if let Some(m) = link_msg.report(&link.borrow_and_update()) {
+                        eprintln!("viewer: {m}");
+                    }
+                }
                 ev = conn.next_event() => match ev {
                     Some(ViewerEvent::Clock(c)) => {
                         answered += 1;
@@ -383,8 +405,15 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(args.timeout.max(1));
     let mut ended: Option<String> = None;
+    let mut link = conn.link_state();
+    let mut link_msg = LinkMessages::default();
     loop {
         tokio::select! {
+            Ok(()) = link.changed() => {
+                    if let Some(m) = link_msg.report(&link.borrow_and_update()) {
+                        eprintln!("viewer: {m}");
+                    }
+                }
             _ = recorder.done.notified() => break,
             ev = conn.next_event() => match ev {
                 Some(ViewerEvent::StreamConfig(c)) => stream = Some(c),

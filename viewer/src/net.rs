@@ -17,6 +17,7 @@ use sightline_certs::{
 use sightline_protocol::msg::{
     BitDepths, ChromaFormats, GoodbyeReason, InputEvent, InputKinds, VideoCodecs, Welcome,
 };
+use sightline_protocol::reconnect::ReconnectConfig;
 use sightline_protocol::session::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 use sightline_protocol::time::WireClock;
 use sightline_protocol::transport::{
@@ -24,10 +25,14 @@ use sightline_protocol::transport::{
 };
 use sightline_protocol::{Channel, CloseReason, ALPN};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info};
+use tracing::info;
 
 use crate::config::HostAddr;
 use crate::decode::FrameSink;
+pub(crate) use crate::dial::Dialer;
+pub use crate::dial::SOCKET_BUFFER_BYTES;
+use crate::dial::{client_endpoint, establish, Established};
+use crate::reconnect::{Link, LinkState};
 use crate::stats::{SessionTotals, SharedClock};
 use crate::video::VideoReceiver;
 
@@ -49,6 +54,9 @@ pub struct ConnectOptions {
     /// Send the packets here instead of to `host`'s address (a relay such as the WAN
     /// emulator); the host is still verified and pinned as `host`.
     pub via: Option<SocketAddr>,
+    /// Reconnecting after a network drop ([`ReconnectConfig::enabled`] off: the session ends
+    /// when the connection does).
+    pub reconnect: ReconnectConfig,
 }
 
 /// Where media goes. Without a video sink the viewer advertises no video decoding.
@@ -163,7 +171,9 @@ pub struct ViewerConnection {
     commands: mpsc::UnboundedSender<Command>,
     events: mpsc::UnboundedReceiver<ViewerEvent>,
     task: tokio::task::JoinHandle<CloseReason>,
-    connection: quinn::Connection,
+    /// The current connection (a reconnect replaces it).
+    connection: Arc<Mutex<quinn::Connection>>,
+    link: tokio::sync::watch::Receiver<LinkState>,
 }
 
 /// A cheap handle for sending input from another thread (the window's event loop) without
@@ -215,7 +225,19 @@ impl ViewerConnection {
 
     /// QUIC's own RTT estimate.
     pub fn quic_rtt(&self) -> Duration {
-        self.connection.rtt()
+        self.current_connection().rtt()
+    }
+
+    /// Whether the link is up or the viewer is reconnecting; changes are signalled.
+    pub fn link_state(&self) -> tokio::sync::watch::Receiver<LinkState> {
+        self.link.clone()
+    }
+
+    fn current_connection(&self) -> quinn::Connection {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Says goodbye and waits for the session to end.
@@ -230,9 +252,9 @@ impl ViewerConnection {
 
     /// Drops the connection without a goodbye (as a crash or network loss would).
     pub fn abort(self) {
-        self.connection
-            .close(CLOSE_PROTOCOL_ERROR.into(), b"viewer aborted");
         self.task.abort();
+        self.current_connection()
+            .close(CLOSE_PROTOCOL_ERROR.into(), b"viewer aborted");
     }
 }
 
@@ -258,13 +280,14 @@ pub async fn connect_media(
         opts.trust,
     );
     let tls = viewer_tls_config(&opts.identity, verifier.clone(), &[ALPN])?;
-    let result = connect_with(
+    let result = connect_reconnecting(
         addr,
         &opts.host.host,
         tls,
         opts.session,
         opts.connect_timeout,
         media,
+        opts.reconnect,
     )
     .await;
     match (result, verifier.outcome()) {
@@ -300,16 +323,33 @@ pub async fn resolve(h: &HostAddr) -> Result<SocketAddr, ConnectError> {
     })
 }
 
-/// Connects with a ready TLS configuration (tests use this to offer odd configurations).
+/// Connects with a ready TLS configuration (tests use this to offer odd configurations); no
+/// reconnecting.
 pub async fn connect_with(
+    addr: SocketAddr,
+    server_name: &str,
+    tls: rustls::ClientConfig,
+    session_cfg: ViewerConfig,
+    timeout: Duration,
+    media: Media,
+) -> Result<ViewerConnection, ConnectError> {
+    let off = ReconnectConfig {
+        enabled: false,
+        ..ReconnectConfig::default()
+    };
+    connect_reconnecting(addr, server_name, tls, session_cfg, timeout, media, off).await
+}
+
+/// [`connect_with`] that reconnects by itself after a network drop, per `reconnect`.
+pub async fn connect_reconnecting(
     addr: SocketAddr,
     server_name: &str,
     tls: rustls::ClientConfig,
     mut session_cfg: ViewerConfig,
     timeout: Duration,
     media: Media,
+    reconnect: ReconnectConfig,
 ) -> Result<ViewerConnection, ConnectError> {
-    let started = Instant::now();
     if media.video.is_some() {
         // Advertise what the decoders here handle; a caller that already named codecs, depths
         // or chroma formats (a user's limit, a test) keeps only those of them.
@@ -331,7 +371,7 @@ pub async fn connect_with(
     } else {
         "0.0.0.0:0".parse().expect("literal address")
     };
-    let mut endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
+    let endpoint = client_endpoint(bind)?;
     let quic = QuicClientConfig::with_initial(Arc::new(tls), quic_initial_suite())
         .map_err(|e| ConnectError::Tls(format!("QUIC TLS configuration: {e}")))?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
@@ -341,114 +381,42 @@ pub async fn connect_with(
     transport.max_idle_timeout(Some(idle));
     transport.keep_alive_interval(Some(Duration::from_millis(500)));
     transport.datagram_receive_buffer_size(Some(8 << 20));
+    // A handshake packet lost (a reconnect attempt while the path is still down) is sent again
+    // after ~3 × this instead of quinn's ~1 s default.
+    transport.initial_rtt(Duration::from_millis(100));
     client.transport_config(Arc::new(transport));
+    let mut endpoint = endpoint;
     endpoint.set_default_client_config(client);
 
-    // Stage: connect + TLS.
-    let connecting = endpoint
-        .connect(addr, server_name)
-        .map_err(|e| ConnectError::Tls(format!("cannot start the handshake: {e}")))?;
-    let conn = match tokio::time::timeout(timeout, connecting).await {
-        Err(_) => return Err(ConnectError::NoAnswer { addr, timeout }),
-        Ok(Err(quinn::ConnectionError::TimedOut)) => {
-            return Err(ConnectError::NoAnswer { addr, timeout })
-        }
-        Ok(Err(e)) => return Err(ConnectError::Tls(explain_handshake_error(&e))),
-        Ok(Ok(c)) => c,
+    let dialer = Dialer {
+        endpoint: endpoint.clone(),
+        addr,
+        server_name: server_name.to_owned(),
+        session_cfg,
+        timeout,
     };
-    debug!(%addr, "TLS complete");
-
-    // Stage: streams.
-    let (mut ctl_send, ctl_recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| classify_late(&e, ConnectError::Streams(explain_after_tls(&e))))?;
-    let input_send = conn
-        .open_uni()
-        .await
-        .map_err(|e| classify_late(&e, ConnectError::Streams(explain_after_tls(&e))))?;
-    // Input must never wait behind anything else this connection sends.
-    let _ = input_send.set_priority(10);
-
-    // Stage: hello.
-    let now = Instant::now();
-    let clock = viewer_clock();
-    let mut session = ViewerSession::new(session_cfg, now, clock);
-    while let Some(t) = session.poll_transmit(now) {
-        ctl_send
-            .write_all(&t.bytes)
-            .await
-            .map_err(|e| ConnectError::Streams(e.to_string()))?;
-    }
-    let (in_tx, mut in_rx) = mpsc::channel::<NetIn>(1024);
-    spawn_readers(&conn, ctl_recv, in_tx);
-    let deadline = tokio::time::Instant::now() + timeout;
-    let welcome = loop {
-        if let Some(ev) = session.poll_event() {
-            match ev {
-                ViewerEvent::Connected(w) => break w,
-                ViewerEvent::Closed(reason) => {
-                    while let Some(t) = session.poll_transmit(Instant::now()) {
-                        let _ = ctl_send.write_all(&t.bytes).await;
-                    }
-                    conn.close(CLOSE_PROTOCOL_ERROR.into(), reason.to_string().as_bytes());
-                    return Err(ConnectError::Hello(reason));
-                }
-                other => debug!(?other, "event before welcome"),
-            }
-            continue;
-        }
-        match tokio::time::timeout_at(deadline, in_rx.recv()).await {
-            Err(_) => {
-                return Err(ConnectError::Hello(CloseReason::Timeout(timeout)));
-            }
-            Ok(None) => {
-                return Err(ConnectError::Hello(CloseReason::ConnectionLost(
-                    "connection ended before welcome".into(),
-                )))
-            }
-            Ok(Some(NetIn::Lost(why))) => {
-                // The readers race: the connection's end can be reported before the control
-                // stream's last bytes (the host's goodbye, which says why) were handed over.
-                // Take what is still coming briefly before settling for "connection lost".
-                let grace = tokio::time::Instant::now() + Duration::from_millis(100);
-                while let Ok(Some(msg)) = tokio::time::timeout_at(grace, in_rx.recv()).await {
-                    if let NetIn::Stream(b) = msg {
-                        session.handle_stream(Instant::now(), Channel::Control, &b);
-                    }
-                }
-                while let Some(ev) = session.poll_event() {
-                    if let ViewerEvent::Closed(reason) = ev {
-                        return Err(ConnectError::Hello(reason));
-                    }
-                }
-                let fallback = ConnectError::Hello(CloseReason::ConnectionLost(why.clone()));
-                return Err(match conn.close_reason() {
-                    Some(e) => classify_late(&e, fallback),
-                    None => fallback,
-                });
-            }
-            Ok(Some(msg)) => feed(&mut session, msg),
-        }
-    };
-    let setup_time = started.elapsed();
-    info!(
-        host = %welcome.host_name,
-        session = %format!("{:016x}", welcome.session_id),
-        version = welcome.version,
-        setup_ms = setup_time.as_secs_f64() * 1e3,
-        "connected"
-    );
+    let est = establish(&dialer, None).await?;
+    let Established {
+        conn,
+        ctl_send,
+        input_send,
+        session,
+        in_rx,
+        welcome,
+        setup_time,
+    } = est;
 
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let video = match media.video {
         Some(sink) => Some(
-            VideoReceiver::new(sink, clock)
+            VideoReceiver::new(sink, viewer_clock())
                 .map_err(|e| ConnectError::Streams(format!("cannot start the decoder: {e}")))?,
         ),
         None => None,
     };
+    let current = Arc::new(Mutex::new(conn.clone()));
+    let (link, link_rx) = Link::new(reconnect, dialer, welcome.session_id, current.clone());
     let task = tokio::spawn(run(
         session,
         Streams {
@@ -465,6 +433,7 @@ pub async fn connect_with(
             clock: media.clock,
             totals: media.totals,
         },
+        link,
     ));
     Ok(ViewerConnection {
         welcome,
@@ -473,17 +442,18 @@ pub async fn connect_with(
         commands: cmd_tx,
         events: ev_rx,
         task,
-        connection: conn,
+        connection: current,
+        link: link_rx,
     })
 }
 
-enum NetIn {
+pub(crate) enum NetIn {
     Stream(Vec<u8>),
     Datagram(bytes::Bytes),
     Lost(String),
 }
 
-fn feed(session: &mut ViewerSession, msg: NetIn) {
+pub(crate) fn feed(session: &mut ViewerSession, msg: NetIn) {
     let now = Instant::now();
     match msg {
         NetIn::Stream(b) => session.handle_stream(now, Channel::Control, &b),
@@ -492,7 +462,7 @@ fn feed(session: &mut ViewerSession, msg: NetIn) {
     }
 }
 
-fn spawn_readers(
+pub(crate) fn spawn_readers(
     conn: &quinn::Connection,
     mut ctl_recv: quinn::RecvStream,
     tx: mpsc::Sender<NetIn>,
@@ -583,6 +553,9 @@ impl MediaState {
                 Some(ViewerEvent::StreamConfig(c))
             }
             ViewerEvent::Clock(c) => {
+                if let Some(v) = self.video.as_mut() {
+                    v.set_rtt(Duration::from_micros(c.smoothed_rtt_us));
+                }
                 *self.clock.lock().unwrap_or_else(PoisonError::into_inner) = Some(c);
                 Some(ViewerEvent::Clock(c))
             }
@@ -603,6 +576,24 @@ impl MediaState {
         self.video.as_ref().and_then(|v| v.next_timeout(now))
     }
 
+    /// The session moved to a new connection: frames in flight are gone and the host starts
+    /// the new session with a keyframe.
+    fn on_reconnected(&mut self, _session: &mut ViewerSession) {
+        if let Some(v) = self.video.as_mut() {
+            v.restart();
+            self.publish();
+        }
+    }
+
+    /// The old connection came back after a stall: ask for a keyframe now rather than after
+    /// the lost frames time out.
+    fn on_link_back(&mut self, session: &mut ViewerSession) {
+        if let Some(v) = self.video.as_mut() {
+            v.restart();
+            session.request_keyframe(0, sightline_protocol::msg::KeyframeReason::FrameLost);
+        }
+    }
+
     fn publish(&self) {
         if let Some(v) = &self.video {
             let s = v.stats();
@@ -616,6 +607,7 @@ impl MediaState {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut session: ViewerSession,
     streams: Streams,
@@ -623,18 +615,26 @@ async fn run(
     mut cmd_rx: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ViewerEvent>,
     mut media: MediaState,
+    mut link: Link,
 ) -> CloseReason {
     let Streams {
-        conn,
+        mut conn,
         mut ctl_send,
         mut input_send,
         endpoint,
     } = streams;
     let mut closing: Option<CloseReason> = None;
     let mut commands_open = true;
+    // The current connection's readers still report (after a drop they end).
+    let mut net_open = true;
     loop {
         while let Some(ev) = session.poll_event() {
             if let ViewerEvent::Closed(reason) = &ev {
+                // A network drop is not the end of the session when reconnecting is on: the
+                // application keeps its window and hears of it through the link state.
+                if link.keep_after_close(Instant::now(), reason, &conn) {
+                    continue;
+                }
                 closing = Some(reason.clone());
             }
             if let Some(ev) = media.filter(Instant::now(), &mut session, ev) {
@@ -656,6 +656,7 @@ async fn run(
             }
         }
         if let Some(reason) = closing.take() {
+            link.ended();
             let _ = ctl_send.finish();
             let _ = input_send.finish();
             // Wait (briefly) until the host has both streams' data, so the goodbye and the
@@ -670,21 +671,47 @@ async fn run(
             return reason;
         }
         let now = Instant::now();
-        let wake = [session.poll_timeout(), media.next_timeout(now)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| now + Duration::from_secs(1));
+        let wake = [
+            session.poll_timeout(),
+            media.next_timeout(now),
+            link.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| now + Duration::from_secs(1));
         tokio::select! {
-            msg = net_rx.recv() => match msg {
-                Some(m) => feed(&mut session, m),
-                None => session.handle_connection_lost(Instant::now(), "readers ended"),
+            msg = net_rx.recv(), if net_open => match msg {
+                Some(m) => {
+                    if link.on_heard(Instant::now()) {
+                        // The old connection came back before a new one: the frames lost
+                        // meanwhile need a keyframe.
+                        media.on_link_back(&mut session);
+                    }
+                    feed(&mut session, m)
+                }
+                None => {
+                    net_open = false;
+                    session.handle_connection_lost(Instant::now(), "readers ended")
+                }
             },
             cmd = cmd_rx.recv(), if commands_open => match cmd {
                 Some(Command::Input(ev, reply)) => {
-                    let _ = reply.send(session.send_input(Instant::now(), ev));
+                    // While the link is down input is dropped, not queued: seconds late, a
+                    // click does the wrong thing (the host has released what was held).
+                    let res = if link.is_down() {
+                        link.input_dropped();
+                        Err(SendInputError::NotEstablished)
+                    } else {
+                        session.send_input(Instant::now(), ev)
+                    };
+                    let _ = reply.send(res);
                 }
                 Some(Command::Close(message)) => {
+                    if session.is_closed() {
+                        closing = Some(CloseReason::Local { reason: GoodbyeReason::Normal, message });
+                        continue;
+                    }
                     // Streams are not ordered with each other: let the host have every input
                     // already written before it reads the goodbye, or it would drop the last
                     // events (a key release among them) with the closed session.
@@ -694,8 +721,26 @@ async fn run(
                 }
                 None => {
                     commands_open = false;
+                    if session.is_closed() {
+                        closing = Some(CloseReason::Local { reason: GoodbyeReason::Normal, message: "viewer closed".into() });
+                        continue;
+                    }
                     session.close_with(GoodbyeReason::Normal, "viewer closed");
                 }
+            },
+            won = link.next_connection(), if link.has_attempts() => match won {
+                Ok(est) => {
+                    // A fresh connection answered first: move the session onto it.
+                    let old = std::mem::replace(&mut conn, est.conn.clone());
+                    old.close(CLOSE_VIEWER_QUIT.into(), b"replaced by a new connection");
+                    let welcome = est.welcome.clone();
+                    (session, ctl_send, input_send, net_rx) = (est.session, est.ctl_send, est.input_send, est.in_rx);
+                    net_open = true;
+                    link.on_connected(Instant::now(), &welcome, &conn);
+                    media.on_reconnected(&mut session);
+                    let _ = events.send(ViewerEvent::Connected(welcome));
+                }
+                Err(e) => link.on_attempt_failed(&e),
             },
             _ = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
@@ -703,6 +748,15 @@ async fn run(
                     session.handle_timeout(now);
                 }
                 media.on_timeout(now, &mut session);
+                if let Some(reason) = link.on_timer(now) {
+                    // Reconnecting was given up.
+                    if session.is_closed() {
+                        let _ = events.send(ViewerEvent::Closed(reason.clone()));
+                        closing = Some(reason);
+                    } else {
+                        session.close_with(GoodbyeReason::Timeout, &reason.to_string());
+                    }
+                }
             }
         }
     }
@@ -770,7 +824,7 @@ fn explain_host_alert(alert: u8) -> String {
 /// In TLS 1.3 the viewer finishes its half of the handshake before the host has checked the
 /// viewer's certificate, so a refusal arrives as a TLS alert *after* `connect` returned. Such a
 /// close is still a TLS-stage failure.
-fn classify_late(e: &quinn::ConnectionError, otherwise: ConnectError) -> ConnectError {
+pub(crate) fn classify_late(e: &quinn::ConnectionError, otherwise: ConnectError) -> ConnectError {
     match e {
         quinn::ConnectionError::ConnectionClosed(c) => {
             match crypto_alert(u64::from(c.error_code)) {

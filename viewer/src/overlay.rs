@@ -444,6 +444,54 @@ impl StatsPanel {
     }
 }
 
+/// Where [`draw_banner`] puts `text`: centred near the top of the picture.
+pub fn banner_rect(canvas: &Canvas<'_>, text: &str) -> Option<Rect> {
+    let (x, y, w, h, _) = banner_layout(canvas, text);
+    canvas.clip(x, y, w, h)
+}
+
+/// Draws a one-line notice (e.g. "reconnecting…") centred near the top of the picture, on the
+/// stats panel's translucent background. Returns what it touched.
+pub fn draw_banner(canvas: &mut Canvas<'_>, text: &str) -> Option<Rect> {
+    let (x, y, _, _, scale) = banner_layout(canvas, text);
+    let rect = banner_rect(canvas, text)?;
+    canvas.fill_blend(rect, PANEL_BACKGROUND);
+    let pad = i64::from(4 * scale);
+    canvas.draw_text(x + pad, y + pad, text, PANEL_TEXT, scale);
+    Some(rect)
+}
+
+/// The banner of [`draw_banner`] as an overlay image for the renderers: centred near the top of
+/// a picture shown `shown_width × shown_height` window pixels large, never scaled.
+pub fn banner_sprite(text: &str, shown_width: u32, shown_height: u32) -> Sprite {
+    let scale = text_scale(shown_height) + 1;
+    let pad = 4 * scale;
+    let w = (text.chars().count() as u32 * GLYPH_PX * scale + 2 * pad).max(1);
+    let h = GLYPH_PX * scale + 2 * pad;
+    let bg = [0, 0, 0, PANEL_BACKGROUND[3]];
+    let mut rgba = bg.repeat(w as usize * h as usize);
+    let mut canvas = Canvas::new(&mut rgba, w, h).expect("sized above");
+    canvas.draw_text(i64::from(pad), i64::from(pad), text, PANEL_TEXT, scale);
+    Sprite {
+        rgba,
+        width: w,
+        height: h,
+        x: ((i64::from(shown_width) - i64::from(w)) / 2).max(0),
+        y: i64::from(shown_height / 12),
+        anchor: Anchor::PictureCorner,
+    }
+}
+
+fn banner_layout(canvas: &Canvas<'_>, text: &str) -> (i64, i64, u32, u32, u32) {
+    let scale = text_scale(canvas.height()) + 1;
+    let pad = 4 * scale;
+    let w = text.chars().count() as u32 * GLYPH_PX * scale + 2 * pad;
+    let h = GLYPH_PX * scale + 2 * pad;
+    let x = (i64::from(canvas.width()) - i64::from(w)) / 2;
+    let y = i64::from(canvas.height() / 12);
+    (x.max(0), y, w, h, scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

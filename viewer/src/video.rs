@@ -15,6 +15,10 @@ use crate::decode::{DecodeInput, DecodeThread, FrameSink};
 /// Least time between two keyframe requests.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(150);
 
+/// A keyframe asked for and not arriving after this long (or three round trips, whichever is
+/// longer) is asked for again — unless its fragments are still coming in.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(300);
+
 /// Reassembly + decode for one stream.
 #[derive(Debug)]
 pub struct VideoReceiver {
@@ -25,6 +29,10 @@ pub struct VideoReceiver {
     last_request: Option<Instant>,
     keyframe_requests: u64,
     config: Option<StreamConfig>,
+    /// Counters of reassemblers replaced by [`VideoReceiver::restart`].
+    carried: ReassemblyStats,
+    /// The session's smoothed round-trip time, for the keyframe retry.
+    rtt: Duration,
 }
 
 impl VideoReceiver {
@@ -38,6 +46,8 @@ impl VideoReceiver {
             last_request: None,
             keyframe_requests: 0,
             config: None,
+            carried: ReassemblyStats::default(),
+            rtt: Duration::ZERO,
         })
     }
 
@@ -47,6 +57,15 @@ impl VideoReceiver {
             self.config = Some(cfg);
             self.decode.send(DecodeInput::Config(cfg));
         }
+    }
+
+    /// The session's round-trip time (from clock sync).
+    pub fn set_rtt(&mut self, rtt: Duration) {
+        self.rtt = rtt;
+    }
+
+    fn retry_after(&self) -> Duration {
+        KEYFRAME_RETRY.max(self.rtt * 3)
     }
 
     /// The current stream configuration.
@@ -77,14 +96,32 @@ impl VideoReceiver {
             .map(|t| now + Duration::from_micros(t.saturating_sub(now_us)));
         let retry = self
             .awaiting_key
-            .then(|| self.last_request.map(|t| t + KEYFRAME_REQUEST_GAP * 2))
+            .then(|| self.last_request.map(|t| t + self.retry_after()))
             .flatten();
         [stale, retry].into_iter().flatten().min()
     }
 
-    /// Reassembly counters.
+    /// Reassembly counters (over every connection of the session).
     pub fn stats(&self) -> ReassemblyStats {
-        self.reassembler.stats()
+        let (a, b) = (self.carried, self.reassembler.stats());
+        ReassemblyStats {
+            completed: a.completed + b.completed,
+            recovered: a.recovered + b.recovered,
+            lost: a.lost + b.lost,
+            ignored_fragments: a.ignored_fragments + b.ignored_fragments,
+            bytes: a.bytes + b.bytes,
+        }
+    }
+
+    /// Starts over after the link dropped (a new connection, or the old one back after a
+    /// stall): frames in flight are given up and nothing is shown until a keyframe. The
+    /// decoder and its sink stay (the window keeps its last picture).
+    pub fn restart(&mut self) {
+        self.carried = self.stats();
+        self.reassembler = Reassembler::new(ReassemblerConfig::default());
+        self.awaiting_key = true;
+        self.last_request = None;
+        self.decode.send(DecodeInput::Lost);
     }
 
     /// Keyframes asked for so far.
@@ -99,6 +136,8 @@ impl VideoReceiver {
                 ReassemblyEvent::Complete(au) => {
                     if au.keyframe {
                         self.awaiting_key = false;
+                        // Frames lost before a keyframe need nothing: it starts over.
+                        reason = None;
                     }
                     self.decode.send(DecodeInput::Unit(au));
                 }
@@ -115,14 +154,23 @@ impl VideoReceiver {
             reason = Some(KeyframeReason::DecoderError);
         }
         // Still waiting for a keyframe that did not come (the request or the keyframe was
-        // lost): ask again.
+        // lost): ask again — but not while one is arriving (a slow path takes a while).
+        let now_us = self.clock.micros(now);
+        let arriving = self
+            .reassembler
+            .keyframe_arriving(now_us, KEYFRAME_RETRY.as_micros() as u64);
         if reason.is_none()
             && self.awaiting_key
+            && !arriving
             && self
                 .last_request
-                .is_some_and(|t| now.duration_since(t) >= KEYFRAME_REQUEST_GAP * 2)
+                .is_some_and(|t| now.duration_since(t) >= self.retry_after())
         {
             reason = Some(KeyframeReason::FrameLost);
+        }
+        if arriving && reason == Some(KeyframeReason::FrameLost) {
+            // The loss is behind a keyframe already on its way.
+            return None;
         }
         let reason = reason?;
         if self

@@ -269,6 +269,8 @@ async fn session_for_window(
     *shared.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.input_sender());
     let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals);
     let mut tick = tokio::time::interval(STATS_INTERVAL);
+    let mut link = conn.link_state();
+    let mut link_msg = crate::reconnect::LinkMessages::default();
     let mut stream: Option<StreamConfig> = None;
     let mut cursor_shapes: HashMap<u32, CursorShape> = HashMap::new();
     let mut cur_id = u32::MAX;
@@ -311,6 +313,16 @@ async fn session_for_window(
             _ = tick.tick() => {
                 let (codec, size) = stream.map_or((String::new(), (0, 0)), |c| (crate::decoder::stream_label(&c), (c.width, c.height)));
                 updater.update(&codec, size);
+                // The banner counts the seconds while the link is down.
+                show_link(&shared, &link.borrow());
+                wake(&proxy, AppEvent::FrameReady);
+            }
+            Ok(()) = link.changed() => {
+                let state = link.borrow_and_update().clone();
+                if let Some(m) = link_msg.report(&state) {
+                    tracing::warn!("{m}");
+                }
+                show_link(&shared, &state);
                 wake(&proxy, AppEvent::FrameReady);
             }
             _ = window_closed.notified() => {
@@ -319,6 +331,14 @@ async fn session_for_window(
             }
         }
     }
+}
+
+/// Puts the link's banner ("reconnecting…") where the window draws it and titles from.
+fn show_link(shared: &WindowShared, state: &crate::reconnect::LinkState) {
+    *shared
+        .link_banner
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = state.banner(Instant::now());
 }
 
 fn apply_shape(cur: &mut CursorOverlay, s: &CursorShape) {

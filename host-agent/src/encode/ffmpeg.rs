@@ -480,6 +480,10 @@ impl VideoEncoder for FfmpegEncoder {
         }
     }
 
+    fn bitrate_change_reopens(&self) -> bool {
+        true
+    }
+
     fn set_bitrate(&mut self, bitrate_bps: u32) {
         if bitrate_bps != self.settings.bitrate_bps {
             self.settings.bitrate_bps = bitrate_bps;

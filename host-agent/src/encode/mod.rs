@@ -149,6 +149,13 @@ pub trait VideoEncoder: Send {
     /// Changes the target bitrate from the next frame on.
     fn set_bitrate(&mut self, bitrate_bps: u32);
 
+    /// Whether [`VideoEncoder::set_bitrate`] restarts the stream (the backend reopens and the
+    /// next frame is a keyframe) rather than changing the rate in place; the pipeline then
+    /// follows rate control in fewer, larger steps.
+    fn bitrate_change_reopens(&self) -> bool {
+        false
+    }
+
     /// Encodes any picture type; the default takes 8-bit 4:2:0 only (through
     /// [`VideoEncoder::encode`]) and refuses the rest.
     fn encode_frame(

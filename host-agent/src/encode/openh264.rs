@@ -1,6 +1,7 @@
 //! H.264 with Cisco's openh264 (built from source, with nasm for its assembly): 8-bit 4:2:0,
 //! camera or screen-content tuning ([`EncoderUsage`]), no frame skipping, no periodic IDR (keyframes on request), size-limited
-//! slices so a slice fits the transport's datagrams, several threads.
+//! slices so a slice fits the transport's datagrams, several threads. The bitrate changes on
+//! the running encoder (`SetOption`), without a keyframe, so rate control can follow the path.
 
 use openh264::encoder::{
     BitRate, Complexity, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod,
@@ -8,7 +9,12 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 use openh264::OpenH264API;
+use openh264_sys2::{
+    SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0,
+    SPATIAL_LAYER_ALL,
+};
 use sightline_protocol::msg::{BitDepths, ChromaFormats, VideoCodec};
+use std::ffi::{c_int, c_void};
 
 use super::{EncodeError, EncodedFrame, EncoderCaps, EncoderSettings, EncoderUsage, VideoEncoder};
 use crate::convert::I420;
@@ -19,7 +25,11 @@ const NAME: &str = "openh264";
 pub struct OpenH264Encoder {
     encoder: Encoder,
     settings: EncoderSettings,
-    reconfigure: bool,
+    /// Whether a picture was encoded: before that the native encoder is not initialised and
+    /// takes its bitrate from the configuration instead of `SetOption`.
+    initialised: bool,
+    /// The bitrate the native encoder runs at.
+    applied_bps: u32,
 }
 
 impl std::fmt::Debug for OpenH264Encoder {
@@ -69,10 +79,65 @@ impl OpenH264Encoder {
         Ok(OpenH264Encoder {
             encoder,
             settings,
-            reconfigure: false,
+            initialised: false,
+            applied_bps: settings.bitrate_bps,
         })
     }
+
+    /// Sets the running encoder's target bitrate with `SetOption` (no new keyframe, no
+    /// restart): `ENCODER_OPTION_BITRATE` for all layers and `ENCODER_OPTION_MAX_BITRATE` for
+    /// layer 0 (the crate configures max = target), ordered so max ≥ target at every step —
+    /// openh264 refuses a target above the max.
+    fn apply_bitrate(&mut self, bps: u32) -> Result<(), EncodeError> {
+        let bps = bps.clamp(MIN_BITRATE_BPS, i32::MAX as u32);
+        let set = |enc: &mut Encoder, option, layer, bps: u32| -> i32 {
+            let mut info = SBitrateInfo {
+                iLayer: layer,
+                iBitrate: bps as c_int,
+            };
+            // SAFETY: the encoder is initialised (a picture was encoded), `info` is a valid
+            // SBitrateInfo that outlives the call, and ENCODER_OPTION_BITRATE and
+            // ENCODER_OPTION_MAX_BITRATE take exactly that type (welsEncoderExt.cpp reads it
+            // and copies the two fields); the crate itself never caches these values, so
+            // changing them behind its back is safe.
+            unsafe {
+                enc.raw_api()
+                    .set_option(option, (&raw mut info).cast::<c_void>())
+            }
+        };
+        let raising = bps > self.applied_bps;
+        let steps = if raising {
+            [
+                (ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0),
+                (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL),
+            ]
+        } else {
+            [
+                (ENCODER_OPTION_BITRATE, SPATIAL_LAYER_ALL),
+                (ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_0),
+            ]
+        };
+        for (option, layer) in steps {
+            let rc = set(&mut self.encoder, option, layer, bps);
+            if rc != 0 {
+                return Err(EncodeError::Frame {
+                    backend: NAME,
+                    detail: format!("SetOption({option}) for {bps} bit/s returned {rc}"),
+                });
+            }
+        }
+        self.applied_bps = bps;
+        Ok(())
+    }
+
+    /// The bitrate the native encoder runs at now (bits/s).
+    pub fn applied_bitrate_bps(&self) -> u32 {
+        self.applied_bps
+    }
 }
+
+/// openh264 refuses less than one bit per frame and clamps far below this anyway.
+const MIN_BITRATE_BPS: u32 = 64_000;
 
 struct Planes<'a>(&'a I420);
 
@@ -119,13 +184,7 @@ impl VideoEncoder for OpenH264Encoder {
                 ),
             });
         }
-        let rebuilt = self.reconfigure;
-        if rebuilt {
-            // This binding exposes no bitrate setter: rebuild with the new target and start
-            // with a keyframe so the stream stays decodable.
-            *self = OpenH264Encoder::new(self.settings)?;
-        }
-        if force_keyframe || rebuilt {
+        if force_keyframe {
             self.encoder.force_intra_frame();
         }
         let bs = self
@@ -136,10 +195,16 @@ impl VideoEncoder for OpenH264Encoder {
                 detail: e.to_string(),
             })?;
         let ty = bs.frame_type();
+        let first = !self.initialised;
+        self.initialised = true;
         if matches!(ty, FrameType::Skip | FrameType::Invalid) {
             return Ok(None);
         }
         let data = bs.to_vec();
+        if first && self.settings.bitrate_bps != self.applied_bps {
+            // A bitrate set before the first picture applies from the second.
+            self.apply_bitrate(self.settings.bitrate_bps)?;
+        }
         if data.is_empty() {
             return Ok(None);
         }
@@ -150,9 +215,19 @@ impl VideoEncoder for OpenH264Encoder {
     }
 
     fn set_bitrate(&mut self, bitrate_bps: u32) {
-        if bitrate_bps != self.settings.bitrate_bps {
-            self.settings.bitrate_bps = bitrate_bps;
-            self.reconfigure = true;
+        self.settings.bitrate_bps = bitrate_bps;
+        if !self.initialised {
+            // Not running yet: the first picture initialises the encoder from a configuration
+            // that cannot be changed in place, so start over from the new settings.
+            if let Ok(fresh) = OpenH264Encoder::new(self.settings) {
+                *self = fresh;
+            }
+            return;
+        }
+        if bitrate_bps != self.applied_bps {
+            if let Err(e) = self.apply_bitrate(bitrate_bps) {
+                tracing::warn!(error = %e, "bitrate change refused; keeping {} bit/s", self.applied_bps);
+            }
         }
     }
 }

@@ -77,7 +77,7 @@ macro_rules! wire_enum {
 pub(crate) use wire_enum;
 
 const TAG_CONTROL: u8 = 1;
-const TAG_VIDEO: u8 = 2;
+pub(crate) const TAG_VIDEO: u8 = 2;
 const TAG_AUDIO: u8 = 3;
 const TAG_INPUT: u8 = 4;
 const TAG_CURSOR_SHAPE: u8 = 5;

@@ -51,7 +51,7 @@ impl Decode for HostStageTimes {
     }
 }
 
-const FLAG_KEYFRAME: u8 = 1;
+pub(crate) const FLAG_KEYFRAME: u8 = 1;
 const FLAG_TIMES: u8 = 2;
 /// The fragment carries a damage list ([`crate::damage`]); only sent to a viewer that offered
 /// [`crate::damage::EXT_DAMAGE_RECTS`].

@@ -164,6 +164,7 @@ pub struct HostSession {
     counters: HostCounters,
     /// The viewer offered [`crate::damage::EXT_DAMAGE_RECTS`]: video fragments may carry damage.
     damage_rects: bool,
+    hello_extensions: Vec<crate::msg::Extension>,
     input_rate: TokenBucket,
     control_rate: TokenBucket,
 }
@@ -188,6 +189,7 @@ impl HostSession {
             last_input_seq: 0,
             counters: HostCounters::default(),
             damage_rects: false,
+            hello_extensions: Vec::new(),
         }
     }
 
@@ -211,6 +213,11 @@ impl HostSession {
     /// What the viewer holds now.
     pub fn held(&self) -> &HeldInput {
         &self.held
+    }
+    /// The extensions the viewer's hello carried (e.g.
+    /// [`crate::reconnect::resume_extension`]); empty before hello.
+    pub fn hello_extensions(&self) -> &[crate::msg::Extension] {
+        &self.hello_extensions
     }
     /// Diagnostics.
     pub fn counters(&self) -> HostCounters {
@@ -507,6 +514,7 @@ impl HostSession {
         } else {
             Vec::new()
         };
+        self.hello_extensions = h.extensions;
         self.pending
             .push_back(Pending::Control(Message::Control(Control::Welcome(
                 Welcome {

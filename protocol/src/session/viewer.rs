@@ -42,6 +42,9 @@ pub struct ViewerConfig {
     /// 2 hosts; `None` disables). The delay keeps the two copies in different packets, so one
     /// lost packet does not lose both.
     pub input_datagram_copy: Option<Duration>,
+    /// Extensions sent in hello (e.g. [`crate::reconnect::resume_extension`] when this session
+    /// replaces one whose connection dropped).
+    pub hello_extensions: Vec<crate::msg::Extension>,
 }
 
 impl Default for ViewerConfig {
@@ -58,6 +61,7 @@ impl Default for ViewerConfig {
             idle_timeout: Duration::from_secs(10),
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             input_datagram_copy: Some(Duration::from_millis(4)),
+            hello_extensions: Vec::new(),
         }
     }
 }
@@ -144,10 +148,15 @@ impl ViewerSession {
             name: cfg.name.clone(),
             capabilities: cfg.capabilities,
             // The viewer understands damage lists in video fragments.
-            extensions: vec![crate::msg::Extension {
-                id: crate::damage::EXT_DAMAGE_RECTS,
-                body: Vec::new(),
-            }],
+            extensions: cfg
+                .hello_extensions
+                .iter()
+                .cloned()
+                .chain([crate::msg::Extension {
+                    id: crate::damage::EXT_DAMAGE_RECTS,
+                    body: Vec::new(),
+                }])
+                .collect(),
         }))));
         ViewerSession {
             control_rx: FrameReader::new(cfg.max_message_len),

@@ -6,7 +6,10 @@
 mod packetize;
 mod reassemble;
 
-pub use packetize::{packetize, packetize_with_damage, FecConfig, PacketizeError};
+pub use packetize::{
+    data_fragments, data_payload, packetize, packetize_with_damage, packetize_with_parity,
+    FecConfig, PacketizeError,
+};
 pub use reassemble::{
     AccessUnit, Reassembler, ReassemblerConfig, ReassemblyEvent, ReassemblyStats,
 };

@@ -83,19 +83,60 @@ pub fn packetize_with_damage(
     max_payload: usize,
     fec: FecConfig,
 ) -> Result<Vec<VideoFragment>, PacketizeError> {
-    let damage = damage.filter(|d| d.len() <= MAX_DAMAGE_RECTS);
-    let max_payload = max_payload.saturating_sub(damage.map_or(0, damage::encoded_len));
-    // Reed–Solomon shards must have an even size.
-    let shard = max_payload & !1;
-    if shard < 16 {
-        return Err(PacketizeError::PayloadTooSmall(max_payload));
-    }
-    let k = data.len().div_ceil(shard).max(1);
+    let k = data_fragments(data.len(), data_payload(damage, max_payload))?;
     let parity = if fec.ratio > 0.0 {
         ((k as f32 * fec.ratio).ceil() as usize).max(fec.min_parity as usize)
     } else {
         0
     };
+    packetize_with_parity(
+        stream_id,
+        frame,
+        keyframe,
+        times,
+        damage,
+        data,
+        max_payload,
+        parity,
+    )
+}
+
+/// The data bytes per fragment left of `max_payload` once a damage list (if it is sent) is
+/// taken off: pass this to [`data_fragments`] when choosing the parity of
+/// [`packetize_with_parity`].
+pub fn data_payload(damage: Option<&[DamageRect]>, max_payload: usize) -> usize {
+    let damage = damage.filter(|d| d.len() <= MAX_DAMAGE_RECTS);
+    max_payload.saturating_sub(damage.map_or(0, damage::encoded_len))
+}
+
+/// How many data fragments `len` bytes take at `max_payload` bytes per fragment (for choosing
+/// the parity of [`packetize_with_parity`]).
+pub fn data_fragments(len: usize, max_payload: usize) -> Result<usize, PacketizeError> {
+    // Reed–Solomon shards must have an even size.
+    let shard = max_payload & !1;
+    if shard < 16 {
+        return Err(PacketizeError::PayloadTooSmall(max_payload));
+    }
+    Ok(len.div_ceil(shard).max(1))
+}
+
+/// Like [`packetize_with_damage`] with exactly `parity` parity fragments (the caller chose
+/// them, e.g. from the measured loss with [`crate::congestion::parity_for`]).
+#[allow(clippy::too_many_arguments)]
+pub fn packetize_with_parity(
+    stream_id: u8,
+    frame: u32,
+    keyframe: bool,
+    times: HostStageTimes,
+    damage: Option<&[DamageRect]>,
+    data: &[u8],
+    max_payload: usize,
+    parity: usize,
+) -> Result<Vec<VideoFragment>, PacketizeError> {
+    let damage = damage.filter(|d| d.len() <= MAX_DAMAGE_RECTS);
+    let max_payload = data_payload(damage, max_payload);
+    let k = data_fragments(data.len(), max_payload)?;
+    let shard = max_payload & !1;
     let total = k + parity;
     if total > MAX_FRAGMENTS as usize {
         return Err(PacketizeError::TooLarge {

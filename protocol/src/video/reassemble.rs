@@ -5,7 +5,8 @@
 //!   reach the data count (then the missing data is recovered).
 //! * When frame N completes, every incomplete frame older than N is given up: it can no longer
 //!   be shown in order, and waiting for it would only add latency.
-//! * An incomplete frame with nothing newer is given up after `max_wait_us`.
+//! * An incomplete frame with nothing newer is given up when no fragment of it arrived for
+//!   `max_wait_us` (a large frame paced over a slow path keeps arriving for longer than that).
 //! * Each give-up is reported as [`ReassemblyEvent::Lost`], so the caller asks the host to
 //!   recover (reference invalidation or a keyframe).
 //! * Fragments of frames already completed or given up are ignored (late or duplicate).
@@ -19,7 +20,7 @@ use crate::msg::{HostStageTimes, VideoFragment};
 /// Reassembly settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReassemblerConfig {
-    /// Give up an incomplete frame this long after its first fragment when nothing newer has
+    /// Give up an incomplete frame this long after its latest fragment when nothing newer has
     /// completed (µs).
     pub max_wait_us: u64,
     /// Most frames in flight at once; the oldest is given up beyond that.
@@ -103,6 +104,7 @@ struct Partial {
     times: Option<HostStageTimes>,
     damage: Option<Vec<DamageRect>>,
     first_packet_us: u64,
+    last_packet_us: u64,
     fragments: Vec<Option<Vec<u8>>>,
     received: u16,
 }
@@ -157,6 +159,7 @@ impl Reassembler {
             times: None,
             damage: None,
             first_packet_us: now_us,
+            last_packet_us: now_us,
             fragments: vec![None; f.fragment_count as usize],
             received: 0,
         });
@@ -171,6 +174,7 @@ impl Reassembler {
         }
         *slot = Some(f.payload);
         p.received += 1;
+        p.last_packet_us = now_us;
         if p.times.is_none() {
             p.times = f.times;
         }
@@ -216,7 +220,7 @@ impl Reassembler {
         let expired: Vec<u32> = self
             .pending
             .iter()
-            .filter(|(_, p)| now_us.saturating_sub(p.first_packet_us) >= self.cfg.max_wait_us)
+            .filter(|(_, p)| now_us.saturating_sub(p.last_packet_us) >= self.cfg.max_wait_us)
             .map(|(f, _)| *f)
             .collect();
         for frame in expired {
@@ -226,15 +230,43 @@ impl Reassembler {
         events
     }
 
+    /// Whether a keyframe is arriving: one is incomplete and got a fragment within
+    /// `within_us` of `now_us` (a slow path takes a while to carry one; asking for another
+    /// meanwhile would only slow it down).
+    pub fn keyframe_arriving(&self, now_us: u64, within_us: u64) -> bool {
+        self.pending
+            .values()
+            .any(|p| p.keyframe && now_us.saturating_sub(p.last_packet_us) <= within_us)
+    }
+
     /// When [`Reassembler::handle_timeout`] should next be called (viewer clock, µs).
     pub fn next_timeout_us(&self) -> Option<u64> {
         self.pending
             .values()
-            .map(|p| p.first_packet_us + self.cfg.max_wait_us)
+            .map(|p| p.last_packet_us + self.cfg.max_wait_us)
             .min()
     }
 
     fn give_up_older_than(&mut self, frame: u32, events: &mut Vec<ReassemblyEvent>) {
+        // Frames between the newest one settled and `frame` were all lost, including those of
+        // which no fragment ever arrived (all lost, or never sent to us): the decoder must not
+        // take `frame` as if they had been decoded.
+        if let Some(h) = self.horizon {
+            let first = h.wrapping_add(1);
+            if frame != first && frame_newer(frame, first) {
+                let last = frame.wrapping_sub(1);
+                let stream_id = self.pending.values().next().map_or(0, |p| p.stream_id);
+                self.pending.retain(|f, _| !frame_newer(frame, *f));
+                self.stats.lost += u64::from(last.wrapping_sub(first)) + 1;
+                self.horizon = Some(last);
+                events.push(ReassemblyEvent::Lost {
+                    stream_id,
+                    first,
+                    last,
+                });
+                return;
+            }
+        }
         let older: Vec<u32> = self
             .pending
             .keys()
@@ -410,6 +442,74 @@ mod tests {
         // Late fragments of frame 1 are ignored.
         assert!(r.push(6, a[2].clone()).is_empty());
         assert_eq!(r.stats().lost, 1);
+    }
+
+    #[test]
+    fn frames_never_seen_are_reported_lost() {
+        let mut r = Reassembler::new(ReassemblerConfig::default());
+        let mut ev = Vec::new();
+        for f in frags(1, &au(500, 1), FecConfig::default()) {
+            ev.extend(r.push(0, f));
+        }
+        // Frame 2 vanished entirely, frame 3 is partial, frame 4 completes.
+        let three = frags(3, &au(5000, 3), FecConfig::default());
+        ev.extend(r.push(1, three[0].clone()));
+        for f in frags(4, &au(500, 4), FecConfig::default()) {
+            ev.extend(r.push(2, f));
+        }
+        assert!(matches!(&ev[0], ReassemblyEvent::Complete(a) if a.frame == 1));
+        assert_eq!(
+            ev[1],
+            ReassemblyEvent::Lost {
+                stream_id: 0,
+                first: 2,
+                last: 3
+            }
+        );
+        assert!(matches!(&ev[2], ReassemblyEvent::Complete(a) if a.frame == 4));
+        assert_eq!(r.stats().lost, 2);
+        assert!(
+            r.push(3, three[1].clone()).is_empty(),
+            "late fragment ignored"
+        );
+        // Across the wrap of the frame counter.
+        let mut r = Reassembler::new(ReassemblerConfig::default());
+        let mut ev = Vec::new();
+        for f in frags(u32::MAX, &au(100, 5), FecConfig::default()) {
+            ev.extend(r.push(0, f));
+        }
+        for f in frags(1, &au(100, 6), FecConfig::default()) {
+            ev.extend(r.push(1, f));
+        }
+        assert_eq!(
+            ev[1],
+            ReassemblyEvent::Lost {
+                stream_id: 0,
+                first: 0,
+                last: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_frame_still_arriving_is_not_given_up() {
+        let mut r = Reassembler::new(ReassemblerConfig {
+            max_wait_us: 50_000,
+            ..Default::default()
+        });
+        // A keyframe paced over 200 ms: a fragment every 20 ms.
+        let fs = frags(9, &au(11_000, 9), FecConfig::default());
+        let n = fs.len() as u64;
+        let mut done = Vec::new();
+        for (i, f) in fs.into_iter().enumerate() {
+            let t = i as u64 * 20_000;
+            assert!(r.handle_timeout(t).is_empty(), "given up at {t} µs");
+            done.extend(r.push(t, f));
+        }
+        assert!(
+            matches!(done.as_slice(), [ReassemblyEvent::Complete(a)] if a.frame == 9),
+            "{n} {done:?}"
+        );
     }
 
     #[test]
