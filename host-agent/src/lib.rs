@@ -4,6 +4,7 @@
 //! runs one [`sightline_protocol::HostSession`] per viewer, captures ([`capture`]), converts
 //! ([`convert`]) and encodes the display. [`net`] is the only module that touches quinn.
 
+pub mod audio;
 pub mod capture;
 pub mod config;
 pub mod convert;

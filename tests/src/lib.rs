@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: identities in a temporary directory and a host endpoint on a
 //! loopback port, with its events collected.
 
+pub mod pulse;
 pub mod relay;
 pub mod xlisten;
 pub mod xvfb;
@@ -121,6 +122,7 @@ fn loopback_config(
         clock,
         video,
         fec: FecConfig::default(),
+        audio: None,
     }
 }
 
@@ -180,6 +182,27 @@ impl TestHost {
     pub fn start(pki: &Pki, capabilities: Capabilities) -> TestHost {
         let clock = sightline_host::net::host_clock(std::time::Instant::now());
         let (addr, events, closer) = serve(pki, loopback_config(pki, capabilities, clock, None));
+        TestHost {
+            addr,
+            events,
+            closer,
+        }
+    }
+
+    /// Starts serving `audio` (and no video) with `pki`'s host identity; `clock` must be the
+    /// clock the audio pipeline stamps with.
+    pub fn start_with_audio(
+        pki: &Pki,
+        audio: sightline_host::audio::pipeline::AudioFeed,
+        clock: sightline_protocol::time::WireClock,
+    ) -> TestHost {
+        let caps = Capabilities {
+            audio_layouts: audio.config().layout.capability(),
+            ..Capabilities::default()
+        };
+        let mut cfg = loopback_config(pki, caps, clock, None);
+        cfg.audio = Some(audio);
+        let (addr, events, closer) = serve(pki, cfg);
         TestHost {
             addr,
             events,

@@ -461,6 +461,7 @@ fn drive(mut d: Driver, display: u32, title: &str, out_dir: &Path) -> Result<Vec
         width: 1920,
         height: 1080,
         codec: "H264".into(),
+        audio: None,
     };
     let (wx, wy) = (win.x + win.width as i32 / 2, win.y + win.height as i32 / 2);
     conn.xtest_fake_input(

@@ -16,7 +16,7 @@ use sightline_viewer::headless::Recorder;
 use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
 use sightline_viewer::wan::WanSpec;
-use sightline_viewer::window::{run_windowed, WindowedEnd};
+use sightline_viewer::window::{run_windowed_with_audio, WindowedEnd};
 
 /// Sightline viewer: connects to a host agent over QUIC (TLS 1.3, AES-256-GCM), authenticated
 /// both ways, and shows its display.
@@ -85,6 +85,8 @@ struct Args {
     /// would see, or measure it with --bench.
     #[arg(long, value_name = "SPEC")]
     wan: Option<WanSpec>,
+    #[command(flatten)]
+    audio: sightline_viewer::audio::cli::AudioArgs,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
@@ -234,7 +236,8 @@ fn main() -> anyhow::Result<()> {
             view_only: args.view_only,
             renderer: args.renderer,
         };
-        match run_windowed(rt, opts, window)? {
+        let audio = audio_handle(&args);
+        match run_windowed_with_audio(rt, opts, window, audio)? {
             WindowedEnd::ConnectFailed(e) => {
                 eprintln!("viewer: cannot connect to {}: {e}", args.host);
                 std::process::exit(2);
@@ -304,12 +307,25 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Audio playback as the flags ask; exits with a clear message when a named device is missing.
+fn audio_handle(args: &Args) -> Option<sightline_viewer::audio::AudioHandle> {
+    match args.audio.handle() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("viewer: --audio-device: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
     let clock = SharedClock::default();
     let recorder = Recorder::new(clock.clone(), args.frames, false);
+    let audio = audio_handle(args);
     let media = Media {
         video: Some(Box::new(recorder.clone())),
         clock: clock.clone(),
+        audio: audio.clone(),
         ..Media::default()
     };
     let totals = media.totals.clone();
@@ -362,12 +378,17 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
         _ => 0.0,
     };
     let codec = stream.map(|c| format!("{:?}", c.codec)).unwrap_or_default();
-    let report = report_json(
+    let mut report = report_json(
         &rec.records,
         &t,
         current_clock(&clock),
         stream.map(|c| (c.width, c.height, codec.as_str())),
     );
+    if let Some(a) = &audio {
+        let snap = a.snapshot();
+        eprintln!("{}", snap.overlay_lines().join("\n"));
+        report["audio"] = snap.json();
+    }
     print_summary(&report);
     if let Some(path) = &args.stats_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
