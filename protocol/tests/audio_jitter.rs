@@ -19,6 +19,8 @@ struct Scenario {
     /// Viewer playback clock error, ppm.
     viewer_ppm: f64,
     frame: u32,
+    /// Samples per packet (0: `frame`); PCM packets are shorter than the concealment frame.
+    packet: u32,
     /// Samples the device asks for per callback.
     chunk: u32,
     base_delay_ms: f64,
@@ -41,6 +43,7 @@ impl Default for Scenario {
             host_ppm: 0.0,
             viewer_ppm: 0.0,
             frame: 240,
+            packet: 0,
             chunk: 240,
             base_delay_ms: 1.0,
             jitter_ms: 0.0,
@@ -50,6 +53,16 @@ impl Default for Scenario {
             spike_ms: 0.0,
             restart_at_s: None,
             seed: 7,
+        }
+    }
+}
+
+impl Scenario {
+    fn packet_samples(&self) -> u32 {
+        if self.packet == 0 {
+            self.frame
+        } else {
+            self.packet
         }
     }
 }
@@ -124,9 +137,9 @@ fn run_with(
     let mut arrivals: Vec<Arrival> = Vec::new();
     let restart_frame = s
         .restart_at_s
-        .map(|r| (r * host_rate / s.frame as f64) as u64);
+        .map(|r| (r * host_rate / s.packet_samples() as f64) as u64);
     for k in 0.. {
-        let capture = k as f64 * s.frame as f64 / host_rate;
+        let capture = k as f64 * s.packet_samples() as f64 / host_rate;
         if capture > s.seconds {
             break;
         }
@@ -135,7 +148,7 @@ fn run_with(
             Some(r) if k >= r => k - r,
             _ => k,
         };
-        let media_time = index * s.frame as u64;
+        let media_time = index * s.packet_samples() as u64;
         push_arrival(
             &s,
             &mut rng,
@@ -171,7 +184,7 @@ fn run_with(
                 BufferedPacket {
                     sequence: 0,
                     media_time: mt,
-                    samples: s.frame,
+                    samples: s.packet_samples(),
                     capture_us: (cap * 1e6) as u64,
                     payload: (),
                 },
@@ -220,7 +233,7 @@ fn push_arrival(
     host_rate: f64,
 ) {
     out.sent += 1;
-    let sent = capture + s.frame as f64 / host_rate;
+    let sent = capture + s.packet_samples() as f64 / host_rate;
     if rng.unit() < s.loss {
         out.lost_on_link += 1;
         return;
@@ -461,4 +474,50 @@ fn device_chunks_unlike_packet_frames_still_play_cleanly() {
     // The band is one device callback (9.2 ms) wide.
     let (lo, hi) = o.latency_band(10.0, 60.0);
     assert!(hi - lo < 11.0, "latency wandered over {lo:.2}..{hi:.2} ms");
+}
+
+#[test]
+fn short_pcm_packets_are_corrected_no_faster_than_opus_frames() {
+    // 7.1 PCM: 40-sample packets, 5 ms concealment frames; 300 ppm of drift to correct.
+    let s = Scenario {
+        packet: 40,
+        host_ppm: 300.0,
+        jitter_ms: 1.0,
+        seconds: 40.0,
+        ..Scenario::default()
+    };
+    let mut at_10 = None;
+    let mut changes: Vec<(f64, u64)> = Vec::new();
+    let o = run_with(s, JitterConfig::default(), |t, jb| {
+        if at_10.is_none() && t >= 10.0 {
+            at_10 = Some(jb.stats());
+        }
+        let st = jb.stats();
+        changes.push((t, st.dropped_samples + st.inserted_samples));
+    });
+    // Never faster than ~one sample in 240 (0.4 %) once settled: at most ~25 changes in any
+    // 100 ms window after the start-up shrink.
+    let mut worst = 0;
+    for (i, &(t, c)) in changes.iter().enumerate() {
+        if t < 10.0 {
+            continue;
+        }
+        if let Some(&(_, c0)) = changes[..i].iter().rev().find(|(t0, _)| t - t0 >= 0.1) {
+            worst = worst.max(c - c0);
+        }
+    }
+    assert!(worst <= 25, "{worst} samples changed within 100 ms");
+    assert_in_order_once(&o);
+    let a = at_10.unwrap();
+    let b = o.stats;
+    let changed =
+        (b.dropped_samples - a.dropped_samples) + (b.inserted_samples - a.inserted_samples);
+    // Drift alone needs 300e-6 × 48,000 × 30 s = 432 samples; the control may dither around it
+    // but never approaches one sample per packet (36,000 in 30 s, a 2.5 % pitch shift).
+    assert!(
+        (300..1_500).contains(&changed),
+        "{changed} samples dropped or inserted in 30 s: {b:?}"
+    );
+    let (lo, hi) = o.latency_band(10.0, 40.0);
+    assert!(hi - lo < 6.0, "latency wandered over {lo:.2}..{hi:.2} ms");
 }

@@ -145,11 +145,17 @@ pub fn pactl(args: &[&str]) -> Result<String, String> {
 }
 
 /// An 8-channel null sink, unloaded on drop.
+///
+/// An idle PulseAudio null sink renders in ~2 s blocks, so a stream that connects to it waits up
+/// to 2 s before it runs (measured: a cpal output stream got no callback for over a second). A
+/// low-latency recorder on the monitor, started with the sink and kept until it is dropped, keeps
+/// it rendering in small blocks, as a real sink with a client would be.
 #[derive(Debug)]
 pub struct NullSink {
     /// Its sink name (its monitor is `NAME.monitor`).
     pub name: String,
     module: String,
+    keepalive: Option<Child>,
 }
 
 impl NullSink {
@@ -172,7 +178,42 @@ impl NullSink {
             "format=float32le",
         ])
         .unwrap_or_else(|e| panic!("cannot load a null sink: {e}"));
-        NullSink { name, module }
+        let mut keepalive = Command::new("parec")
+            .args([
+                &format!("--device={name}.monitor"),
+                "--format=float32le",
+                "--rate=48000",
+                "--channels=1",
+                "--latency-msec=5",
+                "--raw",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("parec (pulseaudio-utils)");
+        // Wait until the sink renders for it, then keep draining in the background.
+        let mut out = keepalive.stdout.take().expect("parec stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut first = Some(tx);
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            panic!("null sink {name} did not start rendering within 5 s");
+        }
+        NullSink {
+            name,
+            module,
+            keepalive: Some(keepalive),
+        }
     }
 
     /// Its monitor source.
@@ -183,6 +224,10 @@ impl NullSink {
 
 impl Drop for NullSink {
     fn drop(&mut self) {
+        if let Some(mut k) = self.keepalive.take() {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
         let _ = pactl(&["unload-module", &self.module]);
     }
 }
@@ -198,7 +243,7 @@ pub fn play(sink: &str, speakers: &[Speaker], samples: Vec<f32>) -> std::thread:
             "--rate=48000",
             &format!("--channels={}", speakers.len()),
             &format!("--channel-map={}", channel_map(speakers)),
-            "--latency-msec=10",
+            "--latency-msec=200",
             "--raw",
         ])
         .stdin(Stdio::piped())
@@ -236,7 +281,7 @@ impl Recorder {
                 "--rate=48000",
                 &format!("--channels={}", speakers.len()),
                 &format!("--channel-map={}", channel_map(speakers)),
-                "--latency-msec=10",
+                "--latency-msec=50",
                 "--raw",
             ])
             .stdout(Stdio::piped())
@@ -259,6 +304,15 @@ impl Recorder {
 
     /// Stops and returns the samples, one vector per channel.
     pub fn stop(mut self) -> Vec<Vec<f32>> {
+        // SIGINT lets parec write out what it still holds (SIGKILL would lose its buffers).
+        // SAFETY: signalling our own child by its pid; `kill` has no memory effects.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let bytes = self.reader.join().unwrap_or_default();

@@ -216,6 +216,7 @@ fn open_stream(
         dev.build_input_stream::<f32, _, _>(
             config,
             move |data: &[f32], info: &cpal::InputCallbackInfo| {
+                super::rt::promote_current_thread();
                 let ts = info.timestamp();
                 let age = ts.callback.saturating_duration_since(ts.capture);
                 let captured_at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod encode;
 pub mod pipeline;
+pub mod rt;
 pub mod synthetic;
 
 #[cfg(any(target_os = "linux", target_os = "windows", target_os = "macos"))]

@@ -4,7 +4,7 @@
 //! its own task. A source that fails (sound server restarted, device unplugged) is reopened
 //! every two seconds; media time keeps counting so viewers see a gap, not a new stream.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub struct AudioCounters {
     pub frames: AtomicU64,
     /// Times the source failed and was reopened.
     pub reopens: AtomicU64,
+    /// Set to stop the audio thread (it closes the source).
+    stop: AtomicBool,
 }
 
 /// The running audio pipeline: its configuration and its packets.
@@ -60,6 +62,10 @@ impl AudioFeed {
     /// The source, codec and layout, for the log.
     pub fn describe(&self) -> &str {
         &self.describe
+    }
+    /// Stops the audio thread; it closes the source within ~200 ms.
+    pub fn stop(&self) {
+        self.counters.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -179,6 +185,9 @@ fn run(
             }
         };
         let failure = loop {
+            if counters.stop.load(Ordering::Relaxed) {
+                return;
+            }
             match source.next_block(Duration::from_millis(200)) {
                 Ok(Some(block)) => {
                     remapped.clear();
@@ -227,6 +236,9 @@ fn run(
         counters.reopens.fetch_add(1, Ordering::Relaxed);
         loop {
             std::thread::sleep(Duration::from_secs(2));
+            if counters.stop.load(Ordering::Relaxed) {
+                return;
+            }
             match open_source() {
                 Ok(s) => {
                     info!(source = %s.describe(), "audio capture reopened");

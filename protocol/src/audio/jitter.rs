@@ -21,9 +21,9 @@
 //!   and the late packet is still played when it comes.
 //! * **Shrink slowly.** Only when the *lowest* level over the last `shrink_window` (2 s) exceeds
 //!   the target by more than `hysteresis`, and no underrun happened in that window, is one sample
-//!   (two when a frame above) dropped from a frame; only far above the target (after a network
-//!   stall) a quarter of each frame, so a stall's backlog is gone in about a second. Jitter
-//!   therefore sets the delay: the buffer keeps the worst recent arrival just in time.
+//!   in 240 dropped (two when a frame above); only far above the target (after a network stall)
+//!   one in eight, so a stall's backlog is gone in about a second. Jitter therefore sets the
+//!   delay: the buffer keeps the worst recent arrival just in time.
 //! * **Clock drift** between the host's capture clock and the viewer's playback clock shows up as
 //!   a level that creeps up or down by a few samples per second; the same two rules absorb it with
 //!   single-sample drops or inserts (crossfaded by the viewer), so the delay stays inside the
@@ -149,8 +149,9 @@ pub enum Playout<P> {
     Packet {
         /// The packet.
         packet: BufferedPacket<P>,
-        /// Samples to insert (+1) or drop (negative: one or two near the target, up to a quarter
-        /// of the packet after a stall) for delay control and drift.
+        /// Samples to insert (positive) or drop (negative) for delay control and drift: about
+        /// one in 240 played near the target; after a network stall, a frame's worth in one cut
+        /// about every eight frames.
         adjust: i32,
     },
     /// Play `samples` of concealment (the decoder's packet-loss concealment).
@@ -190,7 +191,8 @@ pub struct JitterStats {
     pub duplicates: u64,
     /// Packets dropped for overlapping, lying far ahead, being invalid, or a full buffer.
     pub rejected: u64,
-    /// Packets skipped unplayed because more than `max_delay` was buffered.
+    /// Packets skipped unplayed: more than `max_delay` was buffered, or more than the prefill
+    /// when playback started.
     pub skipped: u64,
     /// Times playback stopped after `stall_after` of continuous underrun.
     pub stalls: u64,
@@ -253,6 +255,8 @@ pub struct JitterBuffer<P = Vec<u8>> {
     /// Media times of recently played packets, to tell duplicates from late packets.
     played: VecDeque<u64>,
     rejects_in_row: u32,
+    /// Fractional samples of correction owed (positive: insert, negative: drop).
+    adjust_credit: f64,
     epoch: Option<Instant>,
     prev_transit_us: Option<i64>,
     jitter_us: f64,
@@ -277,6 +281,7 @@ impl<P> JitterBuffer<P> {
             started_at: None,
             played: VecDeque::new(),
             rejects_in_row: 0,
+            adjust_credit: 0.0,
             epoch: None,
             prev_transit_us: None,
             jitter_us: 0.0,
@@ -323,6 +328,26 @@ impl<P> JitterBuffer<P> {
             .cfg
             .samples(d)
             .min(self.cfg.samples(self.cfg.max_delay) / 2);
+    }
+
+    /// The output applied `actual` samples of adjustment where [`Playout::Packet`] asked for
+    /// `requested` (a block too short, or a cut moved to a whole pitch period).
+    pub fn adjusted(&mut self, requested: i32, actual: i32) {
+        let delta = actual as i64 - requested as i64;
+        if delta == 0 {
+            return;
+        }
+        self.hold_output(delta);
+        // What was not applied is owed again (a block too short now may be long enough later).
+        self.adjust_credit -= delta as f64;
+        let (ins, del) = (
+            self.stats.inserted_samples as i64,
+            self.stats.dropped_samples as i64,
+        );
+        let fix = |v: i64| v.max(0) as u64;
+        self.stats.inserted_samples = fix(ins + actual.max(0) as i64 - requested.max(0) as i64);
+        self.stats.dropped_samples =
+            fix(del + (-actual).max(0) as i64 - (-requested).max(0) as i64);
     }
 
     /// Forgets everything buffered and waits for new audio (e.g. a new stream configuration).
@@ -441,7 +466,25 @@ impl<P> JitterBuffer<P> {
                 .max(self.cfg.frame_samples as u64 + self.target());
             match self.entries.keys().next() {
                 Some(&first) if self.newest_end().saturating_sub(first) >= prefill => {
-                    self.state = State::Playing { pos: first, dry: 0 };
+                    // Start no further back than the prefill: audio that piled up before the
+                    // output started asking (a slow device start) is stale.
+                    let want = self.newest_end() - prefill;
+                    let start = self
+                        .entries
+                        .range(..=want)
+                        .next_back()
+                        .map_or(first, |(k, _)| *k);
+                    while self
+                        .entries
+                        .first_key_value()
+                        .is_some_and(|(k, _)| *k < start)
+                    {
+                        if let Some((k, _)) = self.entries.pop_first() {
+                            self.stats.skipped += 1;
+                            self.remember_played(k);
+                        }
+                    }
+                    self.state = State::Playing { pos: start, dry: 0 };
                     self.margin_min.clear();
                     self.margin = None;
                     self.started_at = Some(now);
@@ -524,22 +567,38 @@ impl<P> JitterBuffer<P> {
         // callback, and then by a whole callback: keep a callback's worth above the band.
         let request = self.anchor.map_or(frame as u64, |a| a.request) as i64;
         let excess = min_margin - target - self.cfg.samples(self.cfg.hysteresis) as i64 - request;
-        let adjust: i32 = if margin < target {
-            1
+        // The correction as a rate (samples per sample played), so small packets (PCM) are not
+        // corrected faster than 5 ms Opus frames: one sample in 240 (0.4 %) near the target, two
+        // when a frame above, one in eight only far above it (after a network stall), so a
+        // stall's backlog is gone in about a second.
+        let rate = if margin < target {
+            1.0 / 240.0
         } else if settled && self.window_full(now) && excess > 0 {
-            // Shrink: a sample or two at a time near the target; a quarter of each frame when
-            // far above it (after a network stall), so a stall's delay is gone in seconds.
-            let quarter = (samples / 4).max(1) as i32;
             if excess > 4 * frame as i64 {
-                -quarter
+                -1.0 / 8.0
             } else if excess > frame as i64 {
-                -2
+                -2.0 / 240.0
             } else {
-                -1
+                -1.0 / 240.0
             }
+        } else {
+            0.0
+        };
+        if rate == 0.0 || (rate > 0.0) != (self.adjust_credit > 0.0) {
+            self.adjust_credit = 0.0;
+        }
+        self.adjust_credit += samples as f64 * rate;
+        // Fast catch-up cuts a frame at a time (the output picks a cut of whole pitch periods,
+        // which needs a cut longer than a period); slow corrections go a sample at a time.
+        let min_cut = if rate < -0.05 { frame as f64 } else { 1.0 };
+        let adjust = if self.adjust_credit.abs() >= min_cut {
+            self.adjust_credit
+                .trunc()
+                .clamp(-(frame as f64), frame as f64) as i32
         } else {
             0
         };
+        self.adjust_credit -= adjust as f64;
         self.hold_output(adjust as i64);
         match adjust {
             a if a > 0 => self.stats.inserted_samples += a as u64,
@@ -669,9 +728,10 @@ mod tests {
         }
     }
 
+    /// Playing from media time 0 with 240..960 held (exactly the 20 ms prefill was there).
     fn started(now: Instant) -> JitterBuffer<u32> {
         let mut jb = JitterBuffer::new(JitterConfig::default());
-        for i in 0..5 {
+        for i in 0..4 {
             assert_eq!(jb.push(now, pkt(i * 240, 240)), PushOutcome::Accepted);
         }
         jb.observe(now, 0, 240);
@@ -698,6 +758,23 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_at_start_is_skipped_down_to_the_prefill() {
+        let now = Instant::now();
+        let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig::default());
+        // 100 ms arrived before the output asked for anything.
+        for i in 0..20 {
+            jb.push(now, pkt(i * 240, 240));
+        }
+        match jb.pull(now) {
+            // 20 ms prefill: the newest 4 packets remain, playback starts at packet 16.
+            Playout::Packet { packet, .. } => assert_eq!(packet.media_time, 16 * 240),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(jb.stats().skipped, 16);
+        assert_eq!(jb.len(), 3);
+    }
+
+    #[test]
     fn invalid_overlapping_and_duplicate_packets_are_refused() {
         let now = Instant::now();
         let mut jb = started(now);
@@ -710,7 +787,8 @@ mod tests {
         assert_eq!(jb.push(now, pkt(0, 240)), PushOutcome::Duplicate);
         // Overlaps the held 480..720 from either side.
         assert_eq!(jb.push(now, pkt(600, 240)), PushOutcome::Rejected);
-        assert_eq!(jb.push(now, pkt(1_190, 240)), PushOutcome::Rejected);
+        assert_eq!(jb.push(now, pkt(1_190, 240)), PushOutcome::Accepted);
+        assert_eq!(jb.push(now, pkt(1_000, 240)), PushOutcome::Rejected);
         // Absurdly far ahead.
         assert_eq!(jb.push(now, pkt(10_000_000, 240)), PushOutcome::Rejected);
         let s = jb.stats();
@@ -730,12 +808,12 @@ mod tests {
     #[test]
     fn a_gap_is_concealed_exactly_and_the_position_moves_on() {
         let now = Instant::now();
-        let mut jb: JitterBuffer<u32> = JitterBuffer::new(JitterConfig::default());
-        for m in [0, 240, 480, 720, 1_200] {
+        let mut jb = started(now);
+        for m in [1_200] {
             jb.push(now, pkt(m, 240));
         }
         jb.push(now, pkt(960, 100));
-        for want in [0, 240, 480, 720, 960] {
+        for want in [240, 480, 720, 960] {
             jb.observe(now, 0, 240);
             match jb.pull(now) {
                 Playout::Packet { packet, .. } => assert_eq!(packet.media_time, want),
@@ -818,7 +896,7 @@ mod tests {
         let now = Instant::now();
         let mut jb = started(now);
         // 400 ms is 19,200 samples: push half a second more.
-        for i in 5..105 {
+        for i in 4..104 {
             jb.push(now, pkt(i * 240, 240));
         }
         assert!(jb.stats().skipped > 0);

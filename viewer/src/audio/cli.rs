@@ -21,6 +21,18 @@ pub struct AudioArgs {
     /// Volume in percent, 0–400 (Ctrl+Alt+Plus / Ctrl+Alt+Minus change it in the window).
     #[arg(long, value_name = "PERCENT", default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=400))]
     pub volume: u32,
+    /// Audio device period in ms: 5 (lowest latency; the sound server buffers two periods) or
+    /// 10 (for a busy machine whose sound server misses 5 ms deadlines; +10 ms latency).
+    #[arg(long, value_name = "MS", default_value_t = 5, value_parser = parse_period)]
+    pub audio_period_ms: u32,
+}
+
+fn parse_period(s: &str) -> Result<u32, String> {
+    match s {
+        "5" => Ok(5),
+        "10" => Ok(10),
+        _ => Err(format!("expected 5 or 10, got {s:?}")),
+    }
 }
 
 impl AudioArgs {
@@ -39,6 +51,7 @@ impl AudioArgs {
                     device: self.audio_device.clone(),
                     volume: self.volume as f32 / 100.0,
                     muted: self.mute,
+                    period_frames: self.audio_period_ms * 48,
                 })))
             }
             Err(e @ output::OutputError::NoSuchDevice { .. }) => Err(e),

@@ -209,7 +209,10 @@ mod tests {
     #[test]
     fn pcm_decodes_exactly_and_conceals_with_a_fade() {
         let mut d = PcmDecoder::new(2);
-        let samples: Vec<f32> = (0..480).map(|i| ((i % 50) as f32 - 25.0) / 100.0).collect();
+        // Values a 24-bit sample holds exactly.
+        let samples: Vec<f32> = (0..480)
+            .map(|i| ((i % 50) as f32 - 25.0) * 4096.0 / 8_388_608.0)
+            .collect();
         let mut bytes = Vec::new();
         pcm::pack(&samples, &mut bytes);
         let mut out = Vec::new();

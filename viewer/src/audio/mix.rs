@@ -30,11 +30,14 @@ impl Mixer {
     pub fn new(from: &[Speaker], to: &[Speaker]) -> Mixer {
         use Speaker::*;
         let inputs = from.len();
-        if let Ok(m) = ChannelMap::new(from, to) {
-            return Mixer::Route {
-                source_of: (0..m.outputs()).map(|i| Some(m.source_of(i))).collect(),
-                inputs,
-            };
+        // Same speakers on both sides: a permutation.
+        if from.len() == to.len() {
+            if let Ok(m) = ChannelMap::new(from, to) {
+                return Mixer::Route {
+                    source_of: (0..m.outputs()).map(|i| Some(m.source_of(i))).collect(),
+                    inputs,
+                };
+            }
         }
         let pos = |s: Speaker| from.iter().position(|f| *f == s);
         // A device with more speakers than the stream: route what exists, the rest silent

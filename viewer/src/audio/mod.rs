@@ -15,6 +15,7 @@ pub mod decode;
 pub mod mix;
 pub mod output;
 pub mod playout;
+pub mod rt;
 pub mod stretch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +41,9 @@ pub struct AudioOptions {
     pub volume: f32,
     /// Start muted.
     pub muted: bool,
+    /// Samples per device callback (the sound server buffers two): 240 (5 ms) for the lowest
+    /// latency, 480 (10 ms) where a busy machine misses 5 ms deadlines.
+    pub period_frames: u32,
 }
 
 impl Default for AudioOptions {
@@ -49,6 +53,7 @@ impl Default for AudioOptions {
             device: None,
             volume: 1.0,
             muted: false,
+            period_frames: 240,
         }
     }
 }
@@ -82,6 +87,11 @@ pub struct AudioSnapshot {
     pub dropped_samples: u64,
     /// Packets received.
     pub received: u64,
+    /// Device callbacks served.
+    pub callbacks: u64,
+    /// Gaps between device callbacks longer than 2.5 periods: the sound server (or this
+    /// machine) missed a deadline and the listener heard a dropout.
+    pub device_gaps: u64,
     /// Audio minus video latency, ms (positive: sound late), when both are known.
     pub av_offset_ms: Option<f64>,
     /// Audio held back to meet the picture, ms.
@@ -112,8 +122,8 @@ impl AudioSnapshot {
                 }
             ),
             format!(
-                "audio underruns {} concealed {} late {}",
-                self.underruns, self.concealed, self.late
+                "audio underruns {} concealed {} late {} gaps {}",
+                self.underruns, self.concealed, self.late, self.device_gaps
             ),
         ];
         if let Some(av) = self.av_offset_ms {
@@ -132,6 +142,8 @@ impl AudioSnapshot {
             "device_ms": self.device_ms,
             "jitter_ms": self.jitter_ms,
             "received": self.received,
+            "callbacks": self.callbacks,
+            "device_gaps": self.device_gaps,
             "underruns": self.underruns,
             "concealed": self.concealed,
             "lost": self.lost,
@@ -231,6 +243,8 @@ impl AudioHandle {
             inserted_samples: j.inserted_samples,
             dropped_samples: j.dropped_samples,
             received: j.received,
+            callbacks: p.counters().callbacks,
+            device_gaps: p.counters().device_gaps,
             av_offset_ms: p.av_offset_us().map(|u| u as f64 / 1e3),
             hold_back_ms: p.av_hold_back().as_secs_f64() * 1e3,
             volume,
@@ -301,19 +315,27 @@ impl AudioReceiver {
                 let opts = lock(&h.opts).clone();
                 // Reuse an open output of the same layout; reopen otherwise.
                 let mut out = lock(&h.output);
-                let reuse = out.as_ref().is_some_and(|o| {
-                    o.speakers.len() == cfg.layout.channels() as usize
-                });
+                let reuse = out
+                    .as_ref()
+                    .is_some_and(|o| o.speakers.len() == cfg.layout.channels() as usize);
                 if !reuse {
                     *out = None;
-                    match AudioOutput::open(
+                    let t0 = Instant::now();
+                    let opened = AudioOutput::open(
                         opts.backend,
                         opts.device.as_deref(),
                         cfg.layout,
+                        opts.period_frames,
                         h.playout.clone(),
-                    ) {
+                    );
+                    match opened {
                         Ok(o) => {
-                            tracing::info!(output = %o.describe, stream = %describe(&cfg), "audio playing");
+                            tracing::info!(
+                                output = %o.describe,
+                                stream = %describe(&cfg),
+                                open_ms = t0.elapsed().as_secs_f64() * 1e3,
+                                "audio playing"
+                            );
                             *out = Some(o);
                         }
                         Err(e) => {

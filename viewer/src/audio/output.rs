@@ -132,12 +132,14 @@ pub struct AudioOutput {
 }
 
 impl AudioOutput {
-    /// Opens `device` (default: the default output) for `layout` and renders from `playout`.
-    /// Falls back to stereo (the playout downmixes) when the device refuses the layout.
+    /// Opens `device` (default: the default output) for `layout` with `period_frames` per
+    /// callback (the sound server buffers two periods) and renders from `playout`. Falls back to
+    /// stereo (the playout downmixes) when the device refuses the layout.
     pub fn open(
         backend: Backend,
         device: Option<&str>,
         layout: ChannelLayout,
+        period_frames: u32,
         playout: SharedPlayout,
     ) -> Result<AudioOutput, OutputError> {
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -145,8 +147,8 @@ impl AudioOutput {
         let device = device.map(str::to_owned);
         let thread = std::thread::Builder::new()
             .name("sightline-audio-out".into())
-            .spawn(
-                move || match open_stream(backend, device.as_deref(), layout, playout) {
+            .spawn(move || {
+                match open_stream(backend, device.as_deref(), layout, period_frames, playout) {
                     Ok((stream, speakers, describe)) => {
                         let _ = ready_tx.send(Ok((speakers, describe)));
                         let _ = stop_rx.recv();
@@ -155,8 +157,8 @@ impl AudioOutput {
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                     }
-                },
-            )
+                }
+            })
             .map_err(|e| {
                 OutputError::Unavailable(format!("cannot start the output thread: {e}"))
             })?;
@@ -188,6 +190,7 @@ fn open_stream(
     backend: Backend,
     device: Option<&str>,
     layout: ChannelLayout,
+    period_frames: u32,
     playout: SharedPlayout,
 ) -> Result<(cpal::Stream, Vec<Speaker>, String), OutputError> {
     let (h, order, api) = host(backend)?;
@@ -201,7 +204,10 @@ fn open_stream(
     }
     for l in tries {
         let speakers = order.speakers(l).to_vec();
-        for buffer in [cpal::BufferSize::Fixed(240), cpal::BufferSize::Default] {
+        for buffer in [
+            cpal::BufferSize::Fixed(period_frames),
+            cpal::BufferSize::Default,
+        ] {
             let config = cpal::StreamConfig {
                 channels: l.channels() as u16,
                 sample_rate: 48_000,
@@ -211,6 +217,7 @@ fn open_stream(
             let stream = dev.build_output_stream::<f32, _, _>(
                 config,
                 move |out: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    super::rt::promote_current_thread();
                     let now = Instant::now();
                     let ts = info.timestamp();
                     let delay = ts.playback.saturating_duration_since(ts.callback);

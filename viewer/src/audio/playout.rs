@@ -30,6 +30,8 @@ pub struct PlayoutCounters {
     pub callbacks: u64,
     /// Samples per channel handed to the device.
     pub rendered_samples: u64,
+    /// Gaps between device callbacks longer than 2.5 periods (device-level dropouts).
+    pub device_gaps: u64,
 }
 
 /// The viewer's audio playout for one stream configuration.
@@ -53,6 +55,7 @@ pub struct Playout {
     sync: AvSync,
     video_latency_us: u64,
     last_sync: Option<Instant>,
+    last_callback: Option<Instant>,
     counters: PlayoutCounters,
 }
 
@@ -101,6 +104,7 @@ impl Playout {
             sync: AvSync::new(),
             video_latency_us: 0,
             last_sync: None,
+            last_callback: None,
             counters: PlayoutCounters::default(),
         })
     }
@@ -200,6 +204,14 @@ impl Playout {
         self.device_delay = device_delay;
         let ch = self.device_channels.max(1);
         let want = out.len() / ch;
+        let period = Duration::from_micros(want as u64 * 1_000_000 / 48_000);
+        if self
+            .last_callback
+            .is_some_and(|t| now.saturating_duration_since(t) > period * 5 / 2)
+        {
+            self.counters.device_gaps += 1;
+        }
+        self.last_callback = Some(now);
         self.jitter
             .observe(now, (self.fifo.len() / ch) as u64, want as u64);
         while self.fifo.len() < want * ch {
@@ -235,8 +247,13 @@ impl Playout {
     fn next_block(&mut self, now: Instant, device_delay: Duration, queued: usize) {
         self.decoded.clear();
         let dch = self.decoder.channels();
+        let mut adjust = 0;
         match self.jitter.pull(now) {
-            Next::Packet { packet, adjust } => {
+            Next::Packet {
+                packet,
+                adjust: asked,
+            } => {
+                adjust = asked;
                 match self.decoder.decode(&packet.payload, &mut self.decoded) {
                     Ok(n) if n == packet.samples as usize => {}
                     Ok(n) => {
@@ -252,8 +269,6 @@ impl Playout {
                             .conceal(packet.samples as usize, &mut self.decoded);
                     }
                 }
-                // Drop/insert samples: the jitter buffer's delay and drift control.
-                stretch::apply(&mut self.decoded, dch, -adjust);
                 self.record_latency(now, device_delay, queued, packet.capture_us);
             }
             Next::Conceal { samples, .. } => {
@@ -267,6 +282,17 @@ impl Playout {
         self.mapped.clear();
         self.mixer.apply(&self.decoded, &mut self.mapped);
         self.fifo.extend(self.mapped.iter().copied());
+        if adjust != 0 {
+            // Drop/insert samples (the jitter buffer's delay and drift control) in the newest
+            // ≤ 20 ms of output: room for a cut of whole pitch periods even after short packets.
+            let ch = self.device_channels.max(1);
+            let tail = (self.fifo.len() / ch).min(960) * ch;
+            let start = self.fifo.len() - tail;
+            let mut block: Vec<f32> = self.fifo.drain(start..).collect();
+            let applied = -stretch::apply(&mut block, ch, -adjust);
+            self.fifo.extend(block);
+            self.jitter.adjusted(adjust, applied);
+        }
     }
 
     fn record_latency(
