@@ -1,6 +1,7 @@
 //! Helpers for end-to-end tests: identities in a temporary directory and a host endpoint on a
 //! loopback port, with its events collected.
 
+pub mod audio_chain;
 pub mod pulse;
 pub mod relay;
 pub mod xlisten;

@@ -338,3 +338,27 @@ pub fn tone_power(x: &[f32], hz: f64) -> f64 {
     }
     (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / (x.len() as f64).powi(2)
 }
+
+/// A quiet 300 Hz tone (−20 dBFS) with a loud 1 ms burst (a "click", 2 kHz at −2 dBFS) every
+/// `every`, on the front channels, for `seconds`: the tone shows that audio keeps flowing, the
+/// clicks are landmarks for latency.
+pub fn tone_with_clicks(seconds: f64, every: Duration) -> Vec<f32> {
+    let n = (seconds * 48_000.0) as usize;
+    let period = (every.as_secs_f64() * 48_000.0) as usize;
+    let mut v = Vec::with_capacity(n * 2);
+    for i in 0..n {
+        let t = i as f64 / 48_000.0;
+        let mut x = 0.1 * (t * 300.0 * std::f64::consts::TAU).sin();
+        let in_click = i % period;
+        if i >= period && in_click < 48 {
+            x = 0.8
+                * (in_click as f64 * 2_000.0 / 48_000.0 * std::f64::consts::TAU)
+                    .sin()
+                    .signum()
+                * 0.99;
+        }
+        v.push(x as f32);
+        v.push(x as f32);
+    }
+    v
+}

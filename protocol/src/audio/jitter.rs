@@ -21,9 +21,12 @@
 //!   and the late packet is still played when it comes.
 //! * **Shrink slowly.** Only when the *lowest* level over the last `shrink_window` (2 s) exceeds
 //!   the target by more than `hysteresis`, and no underrun happened in that window, is one sample
-//!   in 240 dropped (two when a frame above); only far above the target (after a network stall)
-//!   one in eight, so a stall's backlog is gone in about a second. Jitter therefore sets the
-//!   delay: the buffer keeps the worst recent arrival just in time.
+//!   in 240 dropped (two when a frame above). Jitter therefore sets the delay: the buffer keeps
+//!   the worst recent arrival just in time.
+//! * **Cut a backlog.** When even the lowest level of the last 250 ms is more than four frames
+//!   above the band (the network or the output device stalled and the audio piled up), a frame
+//!   is cut about every eight frames (the output picks a cut of whole pitch periods), so the
+//!   backlog is gone within a second instead of being played late.
 //! * **Clock drift** between the host's capture clock and the viewer's playback clock shows up as
 //!   a level that creeps up or down by a few samples per second; the same two rules absorb it with
 //!   single-sample drops or inserts (crossfaded by the viewer), so the delay stays inside the
@@ -61,6 +64,9 @@ pub struct JitterConfig {
     /// Window over which the lowest level must stay high before the delay shrinks; also how
     /// long after an underrun nothing is shrunk.
     pub shrink_window: Duration,
+    /// Window over which the lowest level must stay far above the target (a backlog, e.g. after
+    /// the output device or the network stalled) before it is cut quickly.
+    pub catchup_window: Duration,
     /// Most audio buffered ahead of the playout position; older audio is skipped beyond it.
     pub max_delay: Duration,
     /// Continuous underrun concealment after which playback stops and re-buffers.
@@ -81,6 +87,7 @@ impl Default for JitterConfig {
             safety: Duration::from_micros(2_000),
             hysteresis: Duration::from_micros(500),
             shrink_window: Duration::from_secs(2),
+            catchup_window: Duration::from_millis(250),
             max_delay: Duration::from_millis(400),
             stall_after: Duration::from_millis(100),
             max_packets: 2048,
@@ -245,6 +252,8 @@ pub struct JitterBuffer<P = Vec<u8>> {
     entries: BTreeMap<u64, (Instant, BufferedPacket<P>)>,
     /// (when, margin) with increasing margin from front to back: sliding-window minimum.
     margin_min: VecDeque<(Instant, i64)>,
+    /// The same over the (short) catch-up window.
+    recent_min: VecDeque<(Instant, i64)>,
     /// The margin of the newest packet, samples.
     margin: Option<i64>,
     /// Where the output stood at the last device callback.
@@ -275,6 +284,7 @@ impl<P> JitterBuffer<P> {
             state: State::Idle,
             entries: BTreeMap::new(),
             margin_min: VecDeque::new(),
+            recent_min: VecDeque::new(),
             margin: None,
             anchor: None,
             last_underrun: None,
@@ -355,6 +365,7 @@ impl<P> JitterBuffer<P> {
         self.entries.clear();
         self.state = State::Idle;
         self.margin_min.clear();
+        self.recent_min.clear();
         self.margin = None;
         self.anchor = None;
         self.played.clear();
@@ -486,6 +497,7 @@ impl<P> JitterBuffer<P> {
                     }
                     self.state = State::Playing { pos: start, dry: 0 };
                     self.margin_min.clear();
+                    self.recent_min.clear();
                     self.margin = None;
                     self.started_at = Some(now);
                 }
@@ -569,14 +581,19 @@ impl<P> JitterBuffer<P> {
         let excess = min_margin - target - self.cfg.samples(self.cfg.hysteresis) as i64 - request;
         // The correction as a rate (samples per sample played), so small packets (PCM) are not
         // corrected faster than 5 ms Opus frames: one sample in 240 (0.4 %) near the target, two
-        // when a frame above, one in eight only far above it (after a network stall), so a
-        // stall's backlog is gone in about a second.
+        // when a frame above; one in eight when the last 250 ms all sat far above it (a
+        // backlog after a stall), so the backlog is gone in about a second.
+        let recent_min = self.recent_min.front().map_or(margin, |&(_, m)| m);
+        let backlog = recent_min - target - self.cfg.samples(self.cfg.hysteresis) as i64 - request;
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        let calm = since(self.last_underrun).is_none_or(|d| d >= self.cfg.catchup_window)
+            && since(self.started_at).is_some_and(|d| d >= self.cfg.catchup_window);
         let rate = if margin < target {
             1.0 / 240.0
+        } else if calm && backlog > 4 * frame as i64 {
+            -1.0 / 8.0
         } else if settled && self.window_full(now) && excess > 0 {
-            if excess > 4 * frame as i64 {
-                -1.0 / 8.0
-            } else if excess > frame as i64 {
+            if excess > frame as i64 {
                 -2.0 / 240.0
             } else {
                 -1.0 / 240.0
@@ -702,6 +719,17 @@ impl<P> JitterBuffer<P> {
             .is_some_and(|&(t, _)| now.saturating_duration_since(t) > self.cfg.shrink_window)
         {
             self.margin_min.pop_front();
+        }
+        while self.recent_min.back().is_some_and(|&(_, m)| m >= margin) {
+            self.recent_min.pop_back();
+        }
+        self.recent_min.push_back((now, margin));
+        while self
+            .recent_min
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > self.cfg.catchup_window)
+        {
+            self.recent_min.pop_front();
         }
         self.stats.margin_samples = margin;
         self.stats.min_margin_samples = self.margin_min.front().map_or(margin, |&(_, m)| m);

@@ -56,6 +56,8 @@ pub struct Playout {
     video_latency_us: u64,
     last_sync: Option<Instant>,
     last_callback: Option<Instant>,
+    /// Insert (+) / drop (−) samples asked for by the jitter buffer and not applied yet.
+    owed: i32,
     counters: PlayoutCounters,
 }
 
@@ -105,6 +107,7 @@ impl Playout {
             video_latency_us: 0,
             last_sync: None,
             last_callback: None,
+            owed: 0,
             counters: PlayoutCounters::default(),
         })
     }
@@ -218,6 +221,12 @@ impl Playout {
             let before = self.fifo.len() / ch;
             self.next_block(now, device_delay, before);
         }
+        self.apply_owed(now, device_delay);
+        // A drop may have taken the output below what the device asked for.
+        while self.fifo.len() < want * ch {
+            let before = self.fifo.len() / ch;
+            self.next_block(now, device_delay, before);
+        }
         let gain = if self.muted { 0.0 } else { self.volume };
         for (o, v) in out.iter_mut().zip(self.fifo.drain(..want * ch)) {
             *o = if gain == 1.0 { v } else { v * gain };
@@ -282,17 +291,31 @@ impl Playout {
         self.mapped.clear();
         self.mixer.apply(&self.decoded, &mut self.mapped);
         self.fifo.extend(self.mapped.iter().copied());
-        if adjust != 0 {
-            // Drop/insert samples (the jitter buffer's delay and drift control) in the newest
-            // ≤ 20 ms of output: room for a cut of whole pitch periods even after short packets.
-            let ch = self.device_channels.max(1);
-            let tail = (self.fifo.len() / ch).min(960) * ch;
-            let start = self.fifo.len() - tail;
-            let mut block: Vec<f32> = self.fifo.drain(start..).collect();
-            let applied = -stretch::apply(&mut block, ch, -adjust);
-            self.fifo.extend(block);
-            self.jitter.adjusted(adjust, applied);
+        self.owed += adjust;
+    }
+
+    /// Applies the owed insert/drop (the jitter buffer's delay and drift control) to the newest
+    /// output. A cut of more than a few samples needs room (it picks whole pitch periods): the
+    /// next packets are decoded ahead until the output holds four times the cut.
+    fn apply_owed(&mut self, now: Instant, device_delay: Duration) {
+        if self.owed == 0 {
+            return;
         }
+        let ch = self.device_channels.max(1);
+        let need = 4 * self.owed.unsigned_abs() as usize + 64;
+        let mut extra = 0;
+        while self.fifo.len() / ch < need && extra < 8 {
+            let before = self.fifo.len() / ch;
+            self.next_block(now, device_delay, before);
+            extra += 1;
+        }
+        let tail = (self.fifo.len() / ch).min(need.max(960)) * ch;
+        let start = self.fifo.len() - tail;
+        let mut block: Vec<f32> = self.fifo.drain(start..).collect();
+        let applied = -stretch::apply(&mut block, ch, -self.owed);
+        self.fifo.extend(block);
+        self.jitter.adjusted(self.owed, applied);
+        self.owed = 0;
     }
 
     fn record_latency(
@@ -427,6 +450,54 @@ mod tests {
         let mut out = vec![1.0f32; 100 * 8];
         p.render(t0, Duration::ZERO, &mut out);
         assert!(out.iter().all(|v| *v == 0.0));
+    }
+
+    /// A backlog makes the jitter buffer cut whole frames; whatever the device asks for, the
+    /// playout fills exactly that, never panics, and the backlog goes.
+    #[test]
+    fn catching_up_fills_every_request_exactly() {
+        let mut cfg = pcm_71();
+        cfg.layout = ChannelLayout::Stereo;
+        cfg.speakers = ChannelOrder::Wave.speakers(ChannelLayout::Stereo).to_vec();
+        cfg.frame_samples = 120;
+        let t0 = Instant::now();
+        let mut p = Playout::new(&cfg, &cfg.speakers.clone(), WireClock::new(t0, 0)).unwrap();
+        let tone: Vec<f32> = (0..120 * 2)
+            .map(|i| ((i / 2) as f32 * 0.13).sin() * 0.5)
+            .collect();
+        let mut payload = Vec::new();
+        pcm::pack(&tone, &mut payload);
+        let packet = |seq: u32| AudioPacket {
+            sequence: seq,
+            media_time: MediaTime::audio(seq as u64 * 120),
+            layout: ChannelLayout::Stereo,
+            codec: AudioCodec::Pcm24,
+            capture_us: HostMicros(0),
+            payload: payload.clone(),
+        };
+        let mut seq = 0u32;
+        let mut played = 0u64;
+        let sizes = [240usize, 1, 7, 441, 960, 120, 33];
+        let mut k = 0;
+        // 8 s of simulated time; packets arrive on time, plus a 150 ms burst at 3 s.
+        while played < 8 * 48_000 {
+            let now = t0 + Duration::from_micros(played * 1_000_000 / 48_000);
+            let due = (played / 120) as u32 + 2 + if played > 3 * 48_000 { 60 } else { 0 };
+            while seq < due {
+                p.push(now, packet(seq));
+                seq += 1;
+            }
+            let want = sizes[k % sizes.len()];
+            k += 1;
+            let mut out = vec![0.0f32; want * 2];
+            p.render(now, Duration::ZERO, &mut out);
+            played += want as u64;
+        }
+        let j = p.jitter_stats();
+        // Most of the burst was cut (what is left is within one 20 ms device request of the
+        // target: this device asks for up to 960 samples at a time).
+        assert!(j.dropped_samples > 5_000, "{j:?}");
+        assert!(j.depth_samples < 48 * 60, "backlog left: {j:?}");
     }
 
     #[test]
