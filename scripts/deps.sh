@@ -18,6 +18,8 @@ PACKAGES=(
   ffmpeg            # checks that recorded streams decode with an independent decoder
   qemu-system-x86 busybox-static cpio xz-utils   # uinput devices tested in a VM with Debian's kernel
   librsvg2-bin      # rsvg-convert: bench plots (SVG) to PNG for a look
+  libopus-dev libasound2-dev   # audio: libopus (Opus multistream surround) and ALSA headers for cpal
+  pulseaudio pulseaudio-utils libasound2-plugins   # audio tests: a real sound server, pacat/parec/pactl
 )
 
 missing=()

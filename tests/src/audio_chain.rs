@@ -127,11 +127,14 @@ impl AudioChain {
     }
 }
 
+/// Captured blocks, each with the monotonic time of its first sample.
+type StampedBlocks = Arc<Mutex<Vec<(Instant, Vec<f32>)>>>;
+
 /// Samples of one channel of a PulseAudio source, each block stamped with the monotonic time
 /// its first sample was captured (cpal's capture timestamp, converted at the callback).
 #[derive(Debug)]
 pub struct TimedRecorder {
-    blocks: Arc<Mutex<Vec<(Instant, Vec<f32>)>>>,
+    blocks: StampedBlocks,
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -140,7 +143,7 @@ impl TimedRecorder {
     /// Records `source` (a PulseAudio source name) as stereo in 5 ms fragments and keeps the
     /// front-left channel.
     pub fn start(source: &str) -> TimedRecorder {
-        let blocks: Arc<Mutex<Vec<(Instant, Vec<f32>)>>> = Arc::default();
+        let blocks: StampedBlocks = Arc::default();
         let (stop, stop_rx) = std::sync::mpsc::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let b = blocks.clone();

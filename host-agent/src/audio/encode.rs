@@ -172,7 +172,7 @@ impl PcmEncoder {
         // The largest whole divisor of the frame that fits: packets abut on frame boundaries.
         let per_packet = (1..=frame.min(fit).max(1))
             .rev()
-            .find(|n| frame % n == 0)
+            .find(|n| frame.is_multiple_of(*n))
             .unwrap_or(1);
         PcmEncoder {
             layout,

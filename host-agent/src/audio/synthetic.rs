@@ -75,7 +75,7 @@ impl SyntheticAudio {
     fn sample(&self, n: u64, ch: usize) -> f32 {
         match self.click_every {
             Some(every) => {
-                if n % every == 0 {
+                if n.is_multiple_of(every) {
                     0.9
                 } else {
                     0.0

@@ -837,9 +837,7 @@ mod tests {
     fn a_gap_is_concealed_exactly_and_the_position_moves_on() {
         let now = Instant::now();
         let mut jb = started(now);
-        for m in [1_200] {
-            jb.push(now, pkt(m, 240));
-        }
+        jb.push(now, pkt(1_200, 240));
         jb.push(now, pkt(960, 100));
         for want in [240, 480, 720, 960] {
             jb.observe(now, 0, 240);
