@@ -16,10 +16,12 @@ PACKAGES=(
   mesa-vulkan-drivers libvulkan1   # lavapipe: wgpu on a machine without a GPU
   libxkbcommon-x11-0 libxcursor1 libxrandr2 libxi6   # winit on X11
   ffmpeg            # checks that recorded streams decode with an independent decoder
+  libavcodec-dev libavformat-dev libavutil-dev clang libclang-dev   # ffmpeg-next: HEVC / H.264 10-bit (bindgen needs libclang)
   qemu-system-x86 busybox-static cpio xz-utils   # uinput devices tested in a VM with Debian's kernel
   librsvg2-bin      # rsvg-convert: bench plots (SVG) to PNG for a look
   libopus-dev libasound2-dev   # audio: libopus (Opus multistream surround) and ALSA headers for cpal
   pulseaudio pulseaudio-utils libasound2-plugins   # audio tests: a real sound server, pacat/parec/pactl
+  systemd desktop-file-utils logrotate adduser   # the .deb check: systemd-analyze verify, desktop entry, log rotation, service user
 )
 
 missing=()
@@ -42,3 +44,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH="$HOME/.cargo/bin:$PATH"
   fi
 fi
+
+# Cargo tools for the packaging and fuzzing checks; built once, then cached in ~/.cargo/bin.
+# Pinned: cargo-deb warns that packaging dev-profile binaries (what the CI check does, to avoid
+# a release build) may become an error in a later version.
+declare -A versions=([cargo-deb]=3.8.0 [cargo-fuzz]=0.13.2)
+for tool in cargo-deb cargo-fuzz; do
+  if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/$tool" ]; then
+    echo "deps: installing $tool (first run only)"
+    cargo install --locked "$tool" --version "${versions[$tool]}"
+  fi
+done

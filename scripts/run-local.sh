@@ -8,7 +8,8 @@
 # Environment: SIGHTLINE_SOURCE=x11|synthetic (default: x11 with a display, else synthetic),
 #              SIGHTLINE_PORT (default 4433), SIGHTLINE_LOCAL_DIR (default ./local),
 #              SIGHTLINE_LOCAL_AUDIO=1 to let the viewer play audio (off by default: on one
-#              machine it would play into the sink the host captures, an echo loop).
+#              machine it would play into the sink the host captures, an echo loop),
+#              SIGHTLINE_HOST_ARGS (more host-agent options, e.g. "--bit-depth 10 --codec hevc").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +40,8 @@ fi
 "$BIN/certs" pin --known-hosts "$STATE/known_hosts" --host "127.0.0.1:$PORT" --identity "$STATE/host" >/dev/null
 
 "$BIN/host-agent" --listen "127.0.0.1:$PORT" --identity "$STATE/host" \
-  --authorized "$STATE/authorized_viewers" --source "$SOURCE" >"$STATE/host-agent.log" 2>&1 &
+  --authorized "$STATE/authorized_viewers" --source "$SOURCE" ${SIGHTLINE_HOST_ARGS:-} \
+  >"$STATE/host-agent.log" 2>&1 &
 HOST_PID=$!
 trap 'kill $HOST_PID 2>/dev/null || true; wait $HOST_PID 2>/dev/null || true' EXIT
 # Wait until the host is listening.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole Sightline test suite: formatting, lints, unit, property, simulated-time and
-# end-to-end tests (real QUIC on loopback), and builds the fuzz targets.
+# end-to-end tests (real QUIC on loopback), runs the fuzz targets briefly, and builds, installs,
+# checks and purges the Debian packages.
 # Usage (Debian 12, as root): bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,3 +81,9 @@ pactl info | grep -E "Server (Name|Version)|Default Sink"
 step "cargo test (workspace)"
 cargo test --workspace --locked --all-targets
 cargo test --workspace --locked --doc
+
+step "fuzz targets run (${SIGHTLINE_FUZZ_SECONDS:-20} s each, coverage-guided)"
+bash scripts/fuzz.sh
+
+step "Debian packages: build, dpkg -i, systemd-analyze verify, purge"
+bash scripts/check-deb.sh

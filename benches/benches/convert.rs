@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sightline_host::capture::{synthetic, CapturedFrame, PixelFormat, Rect};
-use sightline_host::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
-use sightline_protocol::msg::{ColourMatrix, ColourRange};
+use sightline_host::convert::{bgrx_to_i420, bgrx_to_i420_rect, rgb_to_yuv10, Yuv10, I420};
+use sightline_protocol::msg::{Chroma, ColourMatrix, ColourRange};
 use sightline_viewer::convert::{i420_to_bgrx, i420_to_rgba};
 use sightline_viewer::frame::DecodedFrame;
 
@@ -84,6 +84,20 @@ fn bench_host(c: &mut Criterion) {
         BenchmarkId::new("x2rgb10_to_i420", format!("{w}x{h}")),
         |b| b.iter(|| bgrx_to_i420(black_box(&frame), MATRIX, RANGE, &mut picture)),
     );
+    // 10-bit streams: X2Rgb10 (depth 30) to 10-bit 4:2:0 and 4:4:4, full range.
+    for (w, h) in SIZES {
+        let frame = x2rgb10(&synthetic::render_frame(w, h, 1, 60));
+        for (chroma, name) in [
+            (Chroma::Yuv420, "x2rgb10_to_i010"),
+            (Chroma::Yuv444, "x2rgb10_to_i410"),
+        ] {
+            let mut picture = Yuv10::new(w, h, chroma);
+            g.throughput(Throughput::Elements(u64::from(w) * u64::from(h)));
+            g.bench_function(BenchmarkId::new(name, format!("{w}x{h}")), |b| {
+                b.iter(|| rgb_to_yuv10(black_box(&frame), MATRIX, ColourRange::Full, &mut picture))
+            });
+        }
+    }
     g.finish();
 }
 

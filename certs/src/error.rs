@@ -134,6 +134,13 @@ pub enum CertError {
     /// format is `<host:port> <fingerprint>`).
     #[error("invalid host {0:?}: expected HOST:PORT without white space")]
     BadHost(String),
+
+    /// A pairing code is unusable.
+    ///
+    /// Likely cause: a typo or a missing digit; codes are the eight digits
+    /// `host-agent pair` printed on the host.
+    #[error("invalid pairing code: {0}")]
+    BadPairingCode(String),
 }
 
 impl CertError {

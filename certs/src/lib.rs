@@ -63,6 +63,7 @@ mod error;
 mod fingerprint;
 mod fsutil;
 mod identity;
+pub mod pairing;
 pub mod paths;
 mod tls;
 mod trust;

@@ -14,6 +14,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use crate::pairing::PairingGate;
 use crate::{AuthorizedViewers, Fingerprint, KnownHosts};
 
 /// How many recent refusals [`AuthorizedViewerVerifier`] remembers.
@@ -379,6 +380,7 @@ impl std::error::Error for Refusal {}
 pub struct AuthorizedViewerVerifier {
     authorized: Arc<RwLock<AuthorizedViewers>>,
     refusals: Mutex<VecDeque<Refusal>>,
+    pairing: Option<Arc<dyn PairingGate>>,
 }
 
 impl AuthorizedViewerVerifier {
@@ -387,6 +389,25 @@ impl AuthorizedViewerVerifier {
         Arc::new(AuthorizedViewerVerifier {
             authorized,
             refusals: Mutex::new(VecDeque::new()),
+            pairing: None,
+        })
+    }
+
+    /// Like [`new`](Self::new), but while `gate` says a pairing window is
+    /// open, a viewer that is not authorized completes the TLS handshake
+    /// (its certificate signature is still verified). The host must then
+    /// check the negotiated ALPN and the authorized list itself: such a
+    /// connection may only carry the pairing exchange, and the host closes
+    /// it otherwise. With no window open the behaviour is exactly
+    /// [`new`](Self::new)'s: unknown viewers are refused during TLS.
+    pub fn with_pairing(
+        authorized: Arc<RwLock<AuthorizedViewers>>,
+        gate: Arc<dyn PairingGate>,
+    ) -> Arc<Self> {
+        Arc::new(AuthorizedViewerVerifier {
+            authorized,
+            refusals: Mutex::new(VecDeque::new()),
+            pairing: Some(gate),
         })
     }
 
@@ -434,6 +455,14 @@ impl ClientCertVerifier for AuthorizedViewerVerifier {
             .map(str::to_owned);
         if let Some(name) = name {
             tracing::info!(viewer = %name, %fingerprint, "authorized viewer presented its certificate");
+            return Ok(ClientCertVerified::assertion());
+        }
+        if self
+            .pairing
+            .as_ref()
+            .is_some_and(|g| g.admits_unknown_viewers())
+        {
+            tracing::info!(%fingerprint, "unknown viewer admitted for the pairing exchange only");
             return Ok(ClientCertVerified::assertion());
         }
         let refusal = Refusal {

@@ -7,12 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sightline_certs::{AuthorizedViewers, Identity, Role};
+use sightline_host::capture::gradient::GradientSource;
 #[cfg(target_os = "linux")]
 use sightline_host::capture::probe_window::ProbeWindow;
 use sightline_host::capture::synthetic::{Scene, SyntheticSource};
 use sightline_host::capture::FrameSource;
+use sightline_host::capture::PixelFormat;
 use sightline_host::config::{self, DEFAULT_PORT};
-use sightline_host::encode::{EncoderSettings, EncoderUsage};
+use sightline_host::encode::format::{capabilities_of, CodecPreference, FormatRequest};
+use sightline_host::encode::{probe_formats, EncoderSettings, EncoderUsage};
 use sightline_host::inject::jog_profile::{self, JogProfileSink};
 use sightline_host::inject::service::Injector;
 use sightline_host::inject::xtest::XTestSink;
@@ -20,7 +23,8 @@ use sightline_host::inject::{InputSink, LogSink, Router};
 use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
 use sightline_host::probe::ProbeTarget;
-use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, VideoCodecs};
+use sightline_host::security_cli::{self, PairArgs, SecurityArgs};
+use sightline_protocol::msg::{Capabilities, Chroma, ColourMatrix, ColourRange, InputKinds};
 use sightline_protocol::session::HostConfig;
 use sightline_protocol::video::FecConfig;
 use tokio::sync::mpsc;
@@ -63,7 +67,8 @@ struct Args {
     #[arg(long, default_value_t = 60)]
     fps: u32,
     /// What the synthetic picture shows: `desktop` (typing on a static page: little changes,
-    /// like real desktop work) or `busy` (the whole text area scrolls: an encoder stress test).
+    /// like real desktop work), `busy` (the whole text area scrolls: an encoder stress test) or
+    /// `gradient10` (10-bit pixels: 1024-level grey and colour ramps, for banding checks).
     #[arg(long, value_enum, default_value = "desktop")]
     scene: SceneArg,
     /// Encoder tuning: `camera` (fastest; default) or `screen` (fewest bits on text, but a
@@ -73,10 +78,36 @@ struct Args {
     /// Video bitrate in Mbit/s.
     #[arg(long, default_value_t = 20.0)]
     bitrate: f64,
+    /// Bits per sample of the stream: `10` (HEVC Main 10 or H.264 High 10 through FFmpeg, with
+    /// 8-bit openh264 for viewers that cannot decode it), `8`, or `auto`: 10 when the source
+    /// has 10-bit pixels (an X11 depth-30 screen, `--scene gradient10`), else 8.
+    #[arg(long, value_enum, default_value = "auto")]
+    bit_depth: BitDepthArg,
+    /// Codec for streams above 8 bits: `hevc` (hardware NVENC/VA-API when present, else
+    /// libx265), `h264` (libx264 High 10) or `auto`: hardware HEVC when present, else H.264
+    /// High 10 (several times faster than libx265 on a CPU; see docs/benchmarks.md).
+    #[arg(long, value_enum, default_value = "auto")]
+    codec: CodecArg,
+    /// Chroma of 10-bit streams: `420`, or `444` (full-resolution colour for text, UI and
+    /// grading; falls back to 4:2:0 for viewers without it).
+    #[arg(long, value_enum, default_value = "420")]
+    chroma: ChromaArg,
+    /// Sample range of 10-bit streams: `full` (all 1024 codes: best for screen content),
+    /// `limited` (video range, 64–940), or `auto` (full). 8-bit streams stay limited range.
+    #[arg(long, value_enum, default_value = "auto")]
+    range: RangeArg,
+    /// YCbCr matrix (and colour primaries) of 10-bit streams: `bt709` or `bt2020`.
+    #[arg(long, value_enum, default_value = "bt709")]
+    matrix: MatrixArg,
+    /// Probe every encoder for the stream formats the flags ask for, print what works and why
+    /// the others do not, and exit.
+    #[arg(long)]
+    list_encoders: bool,
     /// Forward error correction: parity fragments as a share of data fragments (0 disables).
     #[arg(long, default_value_t = 0.10)]
     fec: f32,
-    /// Also write the encoded video (H.264 Annex B) to this file.
+    /// Also write the encoded video (Annex B: H.264 or HEVC, as streamed) to this file. When the
+    /// format changes mid-session (a viewer that needs another one joined) the file holds both.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Stop encoding after this many frames (0: never); for tests and benchmarks.
@@ -101,6 +132,30 @@ struct Args {
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
+    /// TOML configuration file (the package installs /etc/sightline/host.toml). Every key is
+    /// one of these flags in snake_case, e.g. `max_sessions = 4`; flags given on the command
+    /// line override the file; unknown keys are an error. `--print-config` writes a documented
+    /// one.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print every setting as a documented TOML configuration file, with the values the flags
+    /// and --config give, and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Audit log, pairing and limits.
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Open a pairing window: prints a one-time code that a viewer enters with
+    /// `viewer HOST --pair CODE`; the running host-agent then authorizes that viewer and the
+    /// viewer pins this host. Reads /etc/sightline/host.toml when no --config is given and it
+    /// exists.
+    Pair(PairArgs),
 }
 
 /// Frame sources.
@@ -121,6 +176,63 @@ enum SceneArg {
     Desktop,
     /// Scrolling text and a bouncing box.
     Busy,
+    /// 10-bit grey and colour ramps (1024 levels).
+    Gradient10,
+}
+
+/// Stream bit depths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BitDepthArg {
+    /// 10 for 10-bit sources, else 8.
+    Auto,
+    /// 8 bits.
+    #[value(name = "8")]
+    Eight,
+    /// 10 bits.
+    #[value(name = "10")]
+    Ten,
+}
+
+/// Codecs for streams above 8 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CodecArg {
+    /// Hardware HEVC, else H.264 High 10.
+    Auto,
+    /// HEVC.
+    Hevc,
+    /// H.264.
+    H264,
+}
+
+/// Chroma formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ChromaArg {
+    /// 4:2:0.
+    #[value(name = "420")]
+    Yuv420,
+    /// 4:4:4.
+    #[value(name = "444")]
+    Yuv444,
+}
+
+/// Sample ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RangeArg {
+    /// Full range.
+    Auto,
+    /// Limited (video) range.
+    Limited,
+    /// Full range.
+    Full,
+}
+
+/// Matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MatrixArg {
+    /// BT.709.
+    Bt709,
+    /// BT.2020 (non-constant luminance).
+    Bt2020,
 }
 
 /// Encoder tunings.
@@ -283,15 +395,14 @@ type Opened = (Box<dyn FrameSource>, Option<String>);
 /// Opens the frame source the flags ask for.
 fn open_source(args: &Args) -> anyhow::Result<Option<Opened>> {
     let synthetic = || -> Opened {
+        let (w, h, fps) = (args.size.0, args.size.1, args.fps);
+        let scene = match args.scene {
+            SceneArg::Desktop => Scene::Desktop,
+            SceneArg::Busy => Scene::Busy,
+            SceneArg::Gradient10 => return (Box::new(GradientSource::new(w, h, fps)), None),
+        };
         (
-            Box::new(
-                SyntheticSource::new(args.size.0, args.size.1, args.fps).with_scene(
-                    match args.scene {
-                        SceneArg::Desktop => Scene::Desktop,
-                        SceneArg::Busy => Scene::Busy,
-                    },
-                ),
-            ),
+            Box::new(SyntheticSource::new(w, h, fps).with_scene(scene)),
             None,
         )
     };
@@ -358,8 +469,110 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     Err(format!("expected ADDR:PORT, ADDR or PORT, got {s:?}"))
 }
 
+/// Parses the command line merged with the configuration file (when there is one).
+fn parse_args() -> anyhow::Result<(Args, clap::ArgMatches)> {
+    use clap::{CommandFactory, FromArgMatches};
+    let cmd = Args::command();
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .unwrap_or_else(|e| e.exit());
+    let mut config_path = first.get_one::<PathBuf>("config").cloned();
+    if config_path.is_none()
+        && first.subcommand_name() == Some("pair")
+        && std::path::Path::new(config::SYSTEM_CONFIG).exists()
+    {
+        config_path = Some(PathBuf::from(config::SYSTEM_CONFIG));
+        argv.splice(1..1, ["--config".into(), config::SYSTEM_CONFIG.into()]);
+    }
+    if let Some(path) = &config_path {
+        argv = sightline_host::config_file::merge(&cmd, &argv, path)?;
+    }
+    let matches = cmd.try_get_matches_from(&argv).unwrap_or_else(|e| e.exit());
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    Ok((args, matches))
+}
+
+/// The stream formats the flags ask for, for a source with `pixels`.
+fn format_request(args: &Args, pixels: Option<PixelFormat>) -> FormatRequest {
+    let bit_depth = match args.bit_depth {
+        BitDepthArg::Eight => 8,
+        BitDepthArg::Ten => 10,
+        BitDepthArg::Auto if pixels == Some(PixelFormat::X2Rgb10) => 10,
+        BitDepthArg::Auto => 8,
+    };
+    FormatRequest {
+        codec: match args.codec {
+            CodecArg::Auto => CodecPreference::Auto,
+            CodecArg::Hevc => CodecPreference::Hevc,
+            CodecArg::H264 => CodecPreference::H264,
+        },
+        bit_depth,
+        chroma: match args.chroma {
+            ChromaArg::Yuv420 => Chroma::Yuv420,
+            ChromaArg::Yuv444 => Chroma::Yuv444,
+        },
+        matrix: match args.matrix {
+            MatrixArg::Bt709 => ColourMatrix::Bt709,
+            MatrixArg::Bt2020 => ColourMatrix::Bt2020Ncl,
+        },
+        range: match args.range {
+            RangeArg::Limited => ColourRange::Limited,
+            RangeArg::Auto | RangeArg::Full => ColourRange::Full,
+        },
+    }
+}
+
+fn encoder_settings(args: &Args) -> EncoderSettings {
+    EncoderSettings {
+        usage: match args.encoder_usage {
+            UsageArg::Camera => EncoderUsage::Camera,
+            UsageArg::Screen => EncoderUsage::Screen,
+        },
+        bitrate_bps: (args.bitrate * 1e6) as u32,
+        fps: args.fps as f32,
+        max_slice_bytes: 1100,
+        threads: 2,
+    }
+}
+
+/// `--list-encoders`: probe every candidate (10-bit 4:4:4 and 4:2:0 in both codecs, and the
+/// formats the flags ask for) and print the report.
+fn list_encoders(args: &Args) {
+    let settings = encoder_settings(args);
+    let all = FormatRequest {
+        codec: CodecPreference::Hevc,
+        bit_depth: 10,
+        chroma: Chroma::Yuv444,
+        ..format_request(args, None)
+    };
+    println!("Encoder probe (a real test encode each; first working one per format is used):");
+    for line in probe_formats(&all, settings, true).report {
+        println!("  {line}");
+    }
+    let request = format_request(args, Some(PixelFormat::X2Rgb10));
+    let probe = probe_formats(&request, settings, false);
+    println!("With these flags a 10-bit source would offer, best first:");
+    for o in &probe.offers {
+        println!("  {} via {}", o.format, o.encoder);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let (args, matches) = parse_args()?;
+    if args.print_config {
+        use clap::CommandFactory;
+        print!(
+            "{}",
+            sightline_host::config_file::render(
+                &Args::command(),
+                &matches,
+                security_cli::CONFIG_HEADER
+            )
+        );
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -367,6 +580,10 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if args.list_encoders {
+        list_encoders(&args);
+        return Ok(());
+    }
 
     let identity_dir = args
         .identity
@@ -377,6 +594,9 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(config::default_authorized_file);
     let name = args.name.clone().unwrap_or_else(config::machine_name);
+    if let Some(Command::Pair(pair)) = &args.command {
+        return security_cli::run_pair(pair, &args.security, &identity_dir, &authorized_path);
+    }
     let (identity, created) = Identity::load_or_create(&identity_dir, Role::Host, &name)
         .with_context(|| format!("host identity in {}", identity_dir.display()))?;
     if created {
@@ -401,34 +621,32 @@ fn main() -> anyhow::Result<()> {
             x11_display = display;
             println!("video source: {}", source.describe());
             let settings = VideoSettings {
-                encoder: EncoderSettings {
-                    usage: match args.encoder_usage {
-                        UsageArg::Camera => EncoderUsage::Camera,
-                        UsageArg::Screen => EncoderUsage::Screen,
-                    },
-                    bitrate_bps: (args.bitrate * 1e6) as u32,
-                    fps: args.fps as f32,
-                    max_slice_bytes: 1100,
-                    threads: 2,
-                },
+                encoder: encoder_settings(&args),
                 record: args.record.clone(),
                 max_frames: args.max_frames,
             };
-            let (_, report) = sightline_host::encode::probe(64, 64, settings.encoder)
-                .context("no working video encoder")?;
-            for line in &report {
+            let request = format_request(&args, Some(source.format()));
+            let probe = probe_formats(&request, settings.encoder, false);
+            for line in &probe.report {
                 println!("encoder probe: {line}");
             }
-            let enc_settings = settings.encoder;
-            let feed = pipeline::start(
-                source,
-                move |_, _| sightline_host::encode::probe(64, 64, enc_settings).map(|(e, _)| e),
-                settings,
-                clock,
-            )?;
-            capabilities.video_codecs = VideoCodecs::H264;
-            capabilities.bit_depths = BitDepths::EIGHT;
-            capabilities.chroma = ChromaFormats::YUV420;
+            if probe.offers.is_empty() {
+                anyhow::bail!("no working video encoder: {}", probe.report.join("; "));
+            }
+            for (i, o) in probe.offers.iter().enumerate() {
+                println!(
+                    "stream format {}: {} via {}",
+                    if i == 0 { "offered" } else { "fallback" },
+                    o.format,
+                    o.encoder
+                );
+            }
+            (
+                capabilities.video_codecs,
+                capabilities.bit_depths,
+                capabilities.chroma,
+            ) = capabilities_of(&probe.offers);
+            let feed = pipeline::start_negotiated(source, probe.offers, settings, clock)?;
             Some(feed)
         }
         None => None,
@@ -455,16 +673,17 @@ fn main() -> anyhow::Result<()> {
     if probes.is_some() {
         capabilities.input_kinds = capabilities.input_kinds.union(InputKinds::PROBE);
     }
+    let security = security_cli::open(&args.security, &authorized_path)?;
     let cfg = NetConfig {
         listen: args.listen,
         host_name: name,
-        // Offer only what this host can do: 8-bit H.264 video when a source is open, the input
-        // kinds its sink injects.
+        // Offer only what this host can do: the stream formats its encoders produced in the
+        // probe when a source is open, the input kinds its sink injects.
         capabilities,
         authorized_path,
         max_sessions: args.max_sessions.max(1),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
-        session: HostConfig::default(),
+        session: security_cli::session_config(&args.security, HostConfig::default()),
         clock,
         video,
         fec: FecConfig {
@@ -476,6 +695,7 @@ fn main() -> anyhow::Result<()> {
             },
         },
         audio,
+        security: security.options.clone(),
     };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -490,6 +710,7 @@ fn main() -> anyhow::Result<()> {
             identity.fingerprint()
         );
         let closer = endpoint.closer();
+        security.started(addr, identity.fingerprint(), args.config.as_deref());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let serve = tokio::spawn(endpoint.serve(tx));
         let report = tokio::spawn(async move {
@@ -531,13 +752,14 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         });
-        tokio::signal::ctrl_c().await.ok();
+        security_cli::wait_for_shutdown(&security).await;
         println!("shutting down");
         closer.close(
             quinn::VarInt::from_u32(sightline_protocol::transport::CLOSE_HOST_SHUTDOWN),
             b"host shutting down",
         );
         closer.wait_idle().await;
+        security.stopped();
         serve.abort();
         report.abort();
         anyhow::Ok(())

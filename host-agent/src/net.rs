@@ -14,10 +14,13 @@ use sightline_certs::{
     host_tls_config, quic_initial_suite, AuthorizedViewerVerifier, AuthorizedViewers, Fingerprint,
     Identity,
 };
+use sightline_protocol::msg::GoodbyeReason;
 use sightline_protocol::msg::{Capabilities, InputEvent};
 use sightline_protocol::msg::{CursorPosition, CursorShape, StreamConfig};
+use sightline_protocol::pair::PAIR_ALPN;
 use sightline_protocol::session::{HostConfig, HostEvent, HostSession, InputOrigin};
 use sightline_protocol::time::{HostMicros, WireClock};
+use sightline_protocol::transport::CLOSE_REFUSED;
 use sightline_protocol::transport::{
     crypto_alert, tls_alert_name, ConnectStage, CLOSE_HOST_SHUTDOWN, CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -27,6 +30,8 @@ use sightline_protocol::{Channel, ALPN};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::pipeline::{CursorUpdate, EncodedUnit, Subscription, VideoFeed};
+use crate::security::{channels, Admission, HandshakeSlot, Security, SecurityOptions};
+use serde_json::json;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 /// Everything the network layer needs.
@@ -56,6 +61,8 @@ pub struct NetConfig {
     pub fec: FecConfig,
     /// The audio pipeline, when this host serves audio.
     pub audio: Option<crate::audio::pipeline::AudioFeed>,
+    /// Audit log, pairing, connection limits, revocation.
+    pub security: SecurityOptions,
 }
 
 /// What the network layer reports to the application.
@@ -138,6 +145,7 @@ pub struct HostEndpoint {
     verifier: Arc<AuthorizedViewerVerifier>,
     authorized: Arc<RwLock<AuthorizedViewers>>,
     cfg: NetConfig,
+    security: Arc<Security>,
 }
 
 /// Transport settings shared by the accept path.
@@ -169,8 +177,22 @@ impl HostEndpoint {
         let authorized = Arc::new(RwLock::new(AuthorizedViewers::load_or_empty(
             &cfg.authorized_path,
         )?));
-        let verifier = AuthorizedViewerVerifier::new(authorized.clone());
-        let tls = host_tls_config(identity, verifier.clone(), &[ALPN])?;
+        let security = Arc::new(Security::new(
+            &cfg.security,
+            cfg.authorized_path.clone(),
+            &cfg.host_name,
+            identity.fingerprint(),
+        ));
+        // While a pairing window is open, unknown viewers may finish TLS, but only to pair:
+        // `SessionCtx::run` checks the ALPN and the authorized list before anything else.
+        let (verifier, alpn): (_, &[&[u8]]) = match &security.pairing {
+            Some(p) => (
+                AuthorizedViewerVerifier::with_pairing(authorized.clone(), p.gate()),
+                &[ALPN, PAIR_ALPN],
+            ),
+            None => (AuthorizedViewerVerifier::new(authorized.clone()), &[ALPN]),
+        };
+        let tls = host_tls_config(identity, verifier.clone(), alpn)?;
         let quic = QuicServerConfig::with_initial(Arc::new(tls), quic_initial_suite())
             .map_err(|e| NetError::Config(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -185,6 +207,7 @@ impl HostEndpoint {
             verifier,
             authorized,
             cfg,
+            security,
         })
     }
 
@@ -199,11 +222,42 @@ impl HostEndpoint {
             let _ = events.send(NetEvent::Listening { addr });
         }
         let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let watcher = self.spawn_revocation_watcher();
         while let Some(incoming) = self.endpoint.accept().await {
             let remote = incoming.remote_address();
+            // Limits that cost no crypto come first.
+            let slot = match self
+                .security
+                .admit(remote, incoming.remote_address_validated())
+            {
+                Admission::Go(slot) => slot,
+                Admission::Retry => {
+                    if incoming.retry().is_err() {
+                        debug!(%remote, "retry not possible; ignoring the attempt");
+                    }
+                    continue;
+                }
+                Admission::Refuse { reason, report } => {
+                    if report {
+                        warn!(%remote, %reason, "refusing connection attempts");
+                        let _ = events.send(NetEvent::Refused {
+                            remote,
+                            stage: ConnectStage::Connect,
+                            reason,
+                            fingerprint: None,
+                        });
+                    }
+                    incoming.refuse();
+                    continue;
+                }
+            };
             if active.load(std::sync::atomic::Ordering::SeqCst) >= self.cfg.max_sessions {
                 let reason = format!("session limit of {} reached", self.cfg.max_sessions);
                 warn!(%remote, %reason, "refusing viewer");
+                self.security.audit(
+                    "refused",
+                    json!({"remote": remote.to_string(), "stage": "connect", "reason": reason}),
+                );
                 let _ = events.send(NetEvent::Refused {
                     remote,
                     stage: ConnectStage::Connect,
@@ -220,9 +274,41 @@ impl HostEndpoint {
                 cfg: self.cfg.clone(),
                 events: events.clone(),
                 active: active.clone(),
+                security: self.security.clone(),
             };
-            tokio::spawn(async move { ctx.run(incoming, remote).await });
+            tokio::spawn(async move { ctx.run(incoming, remote, slot).await });
         }
+        watcher.abort();
+    }
+
+    /// Re-reads the authorized list when its file changes, so that revoking a viewer ends its
+    /// running sessions within [`SecurityOptions::revocation_check`].
+    fn spawn_revocation_watcher(&self) -> tokio::task::JoinHandle<()> {
+        let path = self.cfg.authorized_path.clone();
+        let authorized = self.authorized.clone();
+        let security = self.security.clone();
+        let period = self
+            .security
+            .revocation_check
+            .max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let stamp = |p: &std::path::Path| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.modified().ok(), m.len()))
+            };
+            let mut last = stamp(&path);
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                reload_list(&path, &authorized, &security);
+            }
+        })
     }
 
     /// Stops accepting and closes every connection.
@@ -239,14 +325,28 @@ impl HostEndpoint {
     }
 
     fn reload_authorized(&self) {
-        match AuthorizedViewers::load_or_empty(&self.cfg.authorized_path) {
-            Ok(list) => {
-                if let Ok(mut w) = self.authorized.write() {
-                    *w = list;
-                }
+        reload_list(&self.cfg.authorized_path, &self.authorized, &self.security);
+    }
+}
+
+/// Loads the authorized list from `path` into `shared`; changes are audited and revoked viewers'
+/// sessions end.
+fn reload_list(
+    path: &std::path::Path,
+    shared: &Arc<RwLock<AuthorizedViewers>>,
+    security: &Security,
+) {
+    match AuthorizedViewers::load_or_empty(path) {
+        Ok(list) => {
+            let old = match shared.write() {
+                Ok(mut w) => std::mem::replace(&mut *w, list.clone()),
+                Err(_) => return,
+            };
+            if old != list {
+                security.authorized_changed(&old, &list);
             }
-            Err(e) => warn!(error = %e, "keeping the previous authorized viewers list"),
         }
+        Err(e) => warn!(error = %e, "keeping the previous authorized viewers list"),
     }
 }
 
@@ -256,6 +356,7 @@ struct SessionCtx {
     cfg: NetConfig,
     events: mpsc::UnboundedSender<NetEvent>,
     active: Arc<std::sync::atomic::AtomicUsize>,
+    security: Arc<Security>,
 }
 
 /// What the reader tasks hand to the session task.
@@ -274,6 +375,15 @@ impl SessionCtx {
         fp: Option<Fingerprint>,
     ) {
         warn!(%remote, %stage, %reason, "viewer refused");
+        self.security.audit(
+            "refused",
+            json!({
+                "remote": remote.to_string(),
+                "stage": stage.to_string(),
+                "reason": reason,
+                "fingerprint": fp.map(|f| f.to_string()),
+            }),
+        );
         let _ = self.events.send(NetEvent::Refused {
             remote,
             stage,
@@ -282,7 +392,7 @@ impl SessionCtx {
         });
     }
 
-    async fn run(self, incoming: quinn::Incoming, remote: SocketAddr) {
+    async fn run(self, incoming: quinn::Incoming, remote: SocketAddr, slot: HandshakeSlot) {
         let connecting = match incoming.accept() {
             Ok(c) => c,
             // The first flight already carries the TLS ClientHello, so ALPN and cipher-suite
@@ -323,6 +433,7 @@ impl SessionCtx {
             }
             Ok(Ok(conn)) => conn,
         };
+        drop(slot);
         let Some(fingerprint) = peer_fingerprint(&conn) else {
             conn.close(CLOSE_PROTOCOL_ERROR.into(), b"no viewer certificate");
             return self.refuse(
@@ -332,12 +443,32 @@ impl SessionCtx {
                 None,
             );
         };
-        let authorized_as = self
+        if negotiated_alpn(&conn).as_deref() == Some(PAIR_ALPN) {
+            match &self.security.pairing {
+                Some(pairing) => {
+                    let outcome = pairing.serve(conn, remote, fingerprint).await;
+                    info!(%remote, ?outcome, "pairing connection ended");
+                }
+                None => conn.close(CLOSE_REFUSED.into(), b"pairing is not enabled on this host"),
+            }
+            return;
+        }
+        let Some(authorized_as) = self
             .authorized
             .read()
             .ok()
             .and_then(|a| a.lookup(&fingerprint).map(str::to_owned))
-            .unwrap_or_default();
+        else {
+            // Only possible while a pairing window is open (the verifier let an unknown viewer
+            // through for pairing) or when the viewer was revoked during its handshake.
+            let reason = format!(
+                "viewer certificate {fingerprint} is not authorized; to allow it run `certs \
+                 authorize --authorized {} --fingerprint {fingerprint} --name NAME` or pair it",
+                self.cfg.authorized_path.display()
+            );
+            conn.close(CLOSE_REFUSED.into(), reason.as_bytes());
+            return self.refuse(remote, ConnectStage::Tls, reason, Some(fingerprint));
+        };
         let mut session_cfg = self.cfg.session.clone();
         session_cfg.session_id = random_u64();
         session_cfg.host_name = self.cfg.host_name.clone();
@@ -416,14 +547,21 @@ impl SessionCtx {
         }
         drop(tx);
 
+        let mut kick = self.security.register(session_id, fingerprint);
+        let _registered = Unregister(&self.security, session_id);
+        let opened_at = Instant::now();
         let mut started = false;
         let mut end_reason = String::new();
+        let mut end_code = "";
+        let mut session_caps = None;
+        let mut inputs: u64 = 0;
         let mut video: Option<Subscription> = None;
         let mut sent_config: Option<StreamConfig> = None;
         let mut frames_sent: u64 = 0;
         let mut sent_cursor_serial: Option<u32> = None;
         // Audio goes out from its own task, so nothing this loop waits on can hold it.
         let mut audio_task: Option<tokio::task::JoinHandle<()>> = None;
+        let mut video_caps = Capabilities::default();
         loop {
             let now = Instant::now();
             while let Some(t) = session.poll_transmit(now) {
@@ -449,10 +587,24 @@ impl SessionCtx {
                         capabilities,
                     } => {
                         started = true;
+                        session_caps = Some(capabilities);
                         info!(%viewer_name, version, ?capabilities, "session started");
+                        self.security.audit(
+                            "session_start",
+                            json!({
+                                "session": format!("{session_id:016x}"),
+                                "viewer": authorized_as,
+                                "viewer_name": viewer_name,
+                                "fingerprint": fingerprint.to_string(),
+                                "remote": remote.to_string(),
+                                "protocol": version,
+                                "channels": channels(&capabilities),
+                            }),
+                        );
+                        video_caps = capabilities;
                         if let Some(feed) = &self.cfg.video {
                             if !capabilities.video_codecs.is_empty() {
-                                video = Some(feed.subscribe());
+                                video = Some(feed.subscribe_with(capabilities));
                             }
                         }
                         if let Some(feed) = &self.cfg.audio {
@@ -474,6 +626,7 @@ impl SessionCtx {
                         });
                     }
                     HostEvent::Input { event, origin } => {
+                        inputs += 1;
                         if let InputOrigin::Release(cause) = origin {
                             info!(?event, ?cause, "releasing held input");
                         }
@@ -492,6 +645,9 @@ impl SessionCtx {
                     HostEvent::InvalidateReferences(i) => debug!(?i, "references invalidated"),
                     HostEvent::Stats(s) => debug!(?s, "viewer stats"),
                     HostEvent::Closed(reason) => {
+                        if end_code.is_empty() {
+                            end_code = end_code_of(&reason);
+                        }
                         end_reason = reason.to_string();
                         info!(%reason, "session closed");
                     }
@@ -516,6 +672,7 @@ impl SessionCtx {
             };
             let woke = tokio::select! {
                 msg = rx.recv() => Wake::Net(msg),
+                _ = kick.changed() => Wake::Kick(kick.borrow().clone().unwrap_or_default()),
                 _ = tokio::time::sleep_until(wake.into()) => Wake::Timer,
                 c = next_cursor(cursor) => Wake::Cursor(c),
                 u = next_unit(units) => Wake::Unit(u),
@@ -527,10 +684,24 @@ impl SessionCtx {
                 Wake::Net(Some(NetIn::Lost(why))) => session.handle_connection_lost(now, &why),
                 Wake::Net(None) => session.handle_connection_lost(now, "all readers ended"),
                 Wake::Timer => session.handle_timeout(now),
+                Wake::Kick(why) => {
+                    end_code = "revoked";
+                    session.close_with(now, GoodbyeReason::Refused, &why);
+                }
                 Wake::Cursor(Some(c)) => {
                     self.send_cursor(&mut session, &c, &mut sent_cursor_serial)
                 }
                 Wake::Cursor(None) => {}
+                Wake::Unit(Ok(unit))
+                    if !crate::encode::format::config_accepted_by(&unit.config, &video_caps) =>
+                {
+                    // Encoded for other viewers before the pipeline switched to a format this
+                    // one decodes too (it switches at the next frame).
+                    debug!(
+                        frame = unit.frame,
+                        "frame in a format this viewer cannot decode"
+                    );
+                }
                 Wake::Unit(Ok(unit)) => {
                     if sent_config != Some(unit.config) {
                         if let Err(e) = session.send_stream_config(unit.config) {
@@ -556,6 +727,28 @@ impl SessionCtx {
             }
         }
         debug!(frames_sent, "session loop done");
+        let stats = conn.stats();
+        self.security.audit(
+            if started {
+                "session_end"
+            } else {
+                "session_failed"
+            },
+            json!({
+                "session": format!("{session_id:016x}"),
+                "viewer": authorized_as,
+                "fingerprint": fingerprint.to_string(),
+                "remote": remote.to_string(),
+                "channels": session_caps.as_ref().map(channels),
+                "duration_ms": opened_at.elapsed().as_millis() as u64,
+                "bytes_in": stats.udp_rx.bytes,
+                "bytes_out": stats.udp_tx.bytes,
+                "frames_sent": frames_sent,
+                "input_events": inputs,
+                "end": if end_code.is_empty() { "closed" } else { end_code },
+                "reason": end_reason,
+            }),
+        );
         if !started {
             return Err((ConnectStage::Hello, end_reason));
         }
@@ -572,6 +765,7 @@ impl SessionCtx {
 enum Wake {
     Net(Option<NetIn>),
     Timer,
+    Kick(String),
     Cursor(Option<CursorUpdate>),
     Unit(Result<Arc<EncodedUnit>, broadcast::error::RecvError>),
 }
@@ -735,6 +929,44 @@ fn random_u64() -> u64 {
     // enough for logs.
     let _ = ring::rand::SystemRandom::new().fill(&mut b);
     u64::from_le_bytes(b)
+}
+
+/// Forgets a session in the security registry when the session task ends.
+struct Unregister<'a>(&'a Security, u64);
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        self.0.unregister(self.1);
+    }
+}
+
+/// A short machine-readable name for how a session ended (audit records).
+fn end_code_of(reason: &sightline_protocol::CloseReason) -> &'static str {
+    use sightline_protocol::CloseReason as R;
+    match reason {
+        R::PeerGoodbye { .. } => "viewer_closed",
+        R::Local {
+            reason: GoodbyeReason::Refused,
+            message,
+        } if message.starts_with("rate limit") => "rate_limited",
+        R::Local {
+            reason: GoodbyeReason::HostShutdown,
+            ..
+        } => "host_shutdown",
+        R::Local { .. } => "host_closed",
+        R::VersionMismatch { .. } => "version_mismatch",
+        R::ProtocolViolation(_) => "protocol_violation",
+        R::Timeout(_) => "timeout",
+        R::ConnectionLost(_) => "connection_lost",
+    }
+}
+
+/// The ALPN the handshake settled on.
+fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
 }
 
 fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {

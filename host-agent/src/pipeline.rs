@@ -17,21 +17,21 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use sightline_protocol::msg::{
-    Chroma, ColourMatrix, ColourPrimaries, ColourRange, HostStageTimes, StreamConfig,
-    TransferFunction,
-};
+use sightline_protocol::msg::{Capabilities, HostStageTimes, StreamConfig};
 use sightline_protocol::time::{HostMicros, WireClock};
 use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use crate::capture::{CaptureOutcome, CapturedFrame, CursorImage, CursorState, FrameSource};
-use crate::convert::{bgrx_to_i420, bgrx_to_i420_rect, I420};
-use crate::encode::{EncoderSettings, VideoEncoder};
+use crate::convert::{
+    bgrx_to_i420, bgrx_to_i420_rect, rgb_to_yuv10, rgb_to_yuv10_rect, Yuv10, I420,
+};
+use crate::encode::format::{choose, Offer, VideoFormat};
+use crate::encode::{open_offer, EncodeError, EncoderSettings, PictureRef, VideoEncoder};
 
 /// One encoded frame, shared by every session.
 #[derive(Debug)]
@@ -74,6 +74,10 @@ struct Control {
     wake: (Mutex<()>, Condvar),
     /// The newest bench probe `(id, host_recv_us)` not yet handed to the source.
     probe: Mutex<Option<(u32, u64)>>,
+    /// What each subscribed viewer decodes (by subscription id): the stream format is the best
+    /// offer all of them accept.
+    viewer_caps: Mutex<Vec<(u64, Capabilities)>>,
+    next_subscription: AtomicU64,
 }
 
 impl Control {
@@ -95,6 +99,12 @@ impl Control {
                     && self.probe_slot().is_none()
             })
             .unwrap_or_else(PoisonError::into_inner);
+    }
+
+    fn viewer_caps(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Capabilities)>> {
+        self.viewer_caps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn probe_slot(&self) -> std::sync::MutexGuard<'_, Option<(u32, u64)>> {
@@ -140,10 +150,12 @@ pub struct Subscription {
     /// The cursor.
     pub cursor: watch::Receiver<Option<CursorUpdate>>,
     control: Arc<Control>,
+    id: u64,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.control.viewer_caps().retain(|(id, _)| *id != self.id);
         self.control.viewers.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -156,8 +168,20 @@ impl Subscription {
 }
 
 impl VideoFeed {
-    /// Subscribes a session; the next frame will be a keyframe.
+    /// Subscribes a session that decodes anything offered; the next frame will be a keyframe.
     pub fn subscribe(&self) -> Subscription {
+        self.subscribe_with(Capabilities::ALL)
+    }
+
+    /// Subscribes a session whose viewer decodes what `caps` (the session's negotiated
+    /// capabilities) say: the stream switches to the best format every subscriber accepts
+    /// (a new stream configuration and a keyframe) when needed. The next frame is a keyframe.
+    pub fn subscribe_with(&self, caps: Capabilities) -> Subscription {
+        let id = self
+            .control
+            .next_subscription
+            .fetch_add(1, Ordering::SeqCst);
+        self.control.viewer_caps().push((id, caps));
         self.control.viewers.fetch_add(1, Ordering::SeqCst);
         self.control.keyframe.store(true, Ordering::SeqCst);
         self.control.notify();
@@ -169,6 +193,7 @@ impl VideoFeed {
             config: self.config.clone(),
             cursor,
             control: self.control.clone(),
+            id,
         }
     }
 
@@ -202,12 +227,78 @@ impl VideoFeed {
     }
 }
 
-/// Starts the pipeline thread over `source` with the encoder `make_encoder` builds for a size.
+/// Where the pipeline gets its encoders.
+enum Encoders {
+    /// One 8-bit H.264 stream from a caller's constructor (size in, encoder out).
+    Fixed(MakeEncoder),
+    /// Negotiated: the probe's offers, best first.
+    Offers(Vec<Offer>),
+}
+
+type MakeEncoder = Box<dyn FnMut(u32, u32) -> Result<Box<dyn VideoEncoder>, EncodeError> + Send>;
+
+impl Encoders {
+    /// The format to encode for these viewers.
+    fn wanted(&self, control: &Control) -> Option<Offer> {
+        match self {
+            Encoders::Fixed(_) => Some(Offer {
+                format: VideoFormat::H264_8BIT,
+                encoder: "caller's",
+            }),
+            Encoders::Offers(offers) => {
+                let caps: Vec<Capabilities> = control.viewer_caps().iter().map(|c| c.1).collect();
+                choose(offers, &caps).copied()
+            }
+        }
+    }
+
+    fn open(
+        &mut self,
+        offer: &Offer,
+        settings: EncoderSettings,
+        w: u32,
+        h: u32,
+    ) -> Result<Box<dyn VideoEncoder>, EncodeError> {
+        match self {
+            Encoders::Fixed(make) => make(w, h),
+            Encoders::Offers(_) => open_offer(offer, settings),
+        }
+    }
+}
+
+/// Starts the pipeline thread over `source` with the encoder `make_encoder` builds for a size
+/// (an 8-bit 4:2:0 H.264 stream, BT.709 limited range).
 pub fn start(
+    source: Box<dyn FrameSource>,
+    make_encoder: impl FnMut(u32, u32) -> Result<Box<dyn VideoEncoder>, EncodeError> + Send + 'static,
+    settings: VideoSettings,
+    clock: WireClock,
+) -> std::io::Result<VideoFeed> {
+    run(
+        source,
+        Encoders::Fixed(Box::new(make_encoder)),
+        settings,
+        clock,
+    )
+}
+
+/// Starts the pipeline thread over `source`, encoding the best of `offers` (from
+/// [`crate::encode::probe_formats`], best first) that every subscribed viewer decodes.
+pub fn start_negotiated(
+    source: Box<dyn FrameSource>,
+    offers: Vec<Offer>,
+    settings: VideoSettings,
+    clock: WireClock,
+) -> std::io::Result<VideoFeed> {
+    if offers.is_empty() {
+        return Err(std::io::Error::other("no stream format to offer"));
+    }
+    run(source, Encoders::Offers(offers), settings, clock)
+}
+
+fn run(
     mut source: Box<dyn FrameSource>,
-    mut make_encoder: impl FnMut(u32, u32) -> Result<Box<dyn VideoEncoder>, crate::encode::EncodeError>
-        + Send
-        + 'static,
+    mut encoders: Encoders,
     settings: VideoSettings,
     clock: WireClock,
 ) -> std::io::Result<VideoFeed> {
@@ -222,6 +313,8 @@ pub fn start(
         finished: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
         probe: Mutex::new(None),
+        viewer_caps: Mutex::new(Vec::new()),
+        next_subscription: AtomicU64::new(0),
     });
     let feed = VideoFeed {
         units: units.clone(),
@@ -245,13 +338,15 @@ pub fn start(
             info!(source = %source.describe(), "video pipeline ready");
             let mut frame = CapturedFrame::new();
             let mut picture = I420::new(2, 2);
+            let mut picture10 = Yuv10::new(2, 2, sightline_protocol::msg::Chroma::Yuv420);
             let mut encoder: Option<Box<dyn VideoEncoder>> = None;
+            // The format being encoded (set with the encoder).
+            let mut current: Option<Offer> = None;
+            let mut size = (0u32, 0u32);
             let mut bitrate = settings.encoder.bitrate_bps;
             let mut frame_number: u32 = 0;
             let mut cursor_image: Option<Arc<CursorImage>> = None;
             let mut encoded: u64 = 0;
-            let matrix = ColourMatrix::Bt709;
-            let range = ColourRange::Limited;
             let mut probe_warned = false;
             let mut pass_probe = |source: &mut dyn FrameSource| {
                 if !control.pass_probe(source) && !std::mem::replace(&mut probe_warned, true) {
@@ -308,35 +403,39 @@ pub fn start(
                     CaptureOutcome::Frame => {}
                 }
                 let (w, h) = (frame.width, frame.height);
-                let size_changed = picture.width != (w + 1) & !1 || picture.height != (h + 1) & !1;
+                let size_changed = I420::padded_size(w, h) != size;
+                let Some(wanted) = encoders.wanted(&control) else {
+                    continue;
+                };
+                if current.is_some_and(|c| c.format != wanted.format) {
+                    info!(from = %current.map(|c| c.format.to_string()).unwrap_or_default(), to = %wanted.format, "viewers changed; switching the stream format");
+                    encoder = None;
+                }
                 if encoder.is_none() || size_changed {
-                    match make_encoder(w, h) {
+                    match encoders.open(&wanted, settings.encoder, w, h) {
                         Ok(e) => {
                             let caps = e.caps();
-                            let cfg = StreamConfig {
-                                stream_id: 0,
-                                codec: caps.codec,
-                                width: (w + 1) & !1,
-                                height: (h + 1) & !1,
-                                fps_millihz: (settings.encoder.fps * 1000.0) as u32,
-                                bit_depth: 8,
-                                chroma: Chroma::Yuv420,
-                                matrix,
-                                range,
-                                primaries: ColourPrimaries::Bt709,
-                                transfer: TransferFunction::Bt709,
-                            };
+                            size = I420::padded_size(w, h);
+                            let cfg = wanted.format.stream_config(size.0, size.1, settings.encoder.fps);
                             info!(
                                 encoder = caps.name,
+                                format = %wanted.format,
                                 width = cfg.width,
                                 height = cfg.height,
                                 "encoder ready"
                             );
                             let _ = config_tx.send(Some(cfg));
                             encoder = Some(e);
-                            picture = I420::new(w, h);
-                            // The whole picture must be converted for the first frame.
+                            current = Some(wanted);
+                            if wanted.format.bit_depth > 8 {
+                                picture10 = Yuv10::new(w, h, wanted.format.chroma);
+                            } else {
+                                picture = I420::new(w, h);
+                            }
+                            // The whole picture must be converted for the first frame, and it
+                            // must be a keyframe.
                             frame.damage.clear();
+                            control.keyframe.store(true, Ordering::SeqCst);
                         }
                         Err(e) => {
                             warn!(error = %e, "no encoder for this size; retrying in 1 s");
@@ -345,7 +444,7 @@ pub fn start(
                         }
                     }
                 }
-                let Some(enc) = encoder.as_mut() else {
+                let (Some(enc), Some(offer)) = (encoder.as_mut(), current) else {
                     continue;
                 };
                 let want_bitrate = control.bitrate_bps.load(Ordering::SeqCst);
@@ -353,16 +452,30 @@ pub fn start(
                     bitrate = want_bitrate;
                     enc.set_bitrate(bitrate);
                 }
-                if frame.damage.is_empty() || size_changed {
-                    bgrx_to_i420(&frame, matrix, range, &mut picture);
-                } else {
-                    for r in &frame.damage {
-                        bgrx_to_i420_rect(&frame, *r, matrix, range, &mut picture);
+                let (matrix, range) = (offer.format.matrix, offer.format.range);
+                let ten = offer.format.bit_depth > 8;
+                match (ten, frame.damage.is_empty() || size_changed) {
+                    (false, true) => bgrx_to_i420(&frame, matrix, range, &mut picture),
+                    (false, false) => {
+                        for r in &frame.damage {
+                            bgrx_to_i420_rect(&frame, *r, matrix, range, &mut picture);
+                        }
+                    }
+                    (true, true) => rgb_to_yuv10(&frame, matrix, range, &mut picture10),
+                    (true, false) => {
+                        for r in &frame.damage {
+                            rgb_to_yuv10_rect(&frame, *r, matrix, range, &mut picture10);
+                        }
                     }
                 }
                 let convert_end = Instant::now();
                 let force = control.keyframe.swap(false, Ordering::SeqCst);
-                let out = match enc.encode(&picture, force) {
+                let input = if ten {
+                    PictureRef::Yuv10(&picture10)
+                } else {
+                    PictureRef::I420(&picture)
+                };
+                let out = match enc.encode_frame(input, force) {
                     Ok(Some(out)) => out,
                     Ok(None) => continue,
                     Err(e) => {

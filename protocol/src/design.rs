@@ -34,6 +34,15 @@
 //! negotiated is refused on the viewer (an error to the caller) and dropped on the host (counted).
 //! A view-only session is a host that offers no input kinds.
 //!
+//! Video formats are negotiated through the same flags: the viewer sets the codecs, bit depths
+//! and chroma formats its decoders handle; the host offers the union of the formats its encoders
+//! produced in a start-up test encode, and encodes the best of its formats (in its own order of
+//! preference) that every connected viewer's intersection contains — one encode fanned out to
+//! all. A viewer that cannot decode 10-bit or 4:4:4 gets the next format down, ending at 8-bit
+//! 4:2:0 H.264, which every viewer decodes. The [`StreamConfig`](crate::msg::StreamConfig)
+//! before the first frame (and on every change) says which format, matrix, range, primaries and
+//! transfer the stream has; the bitstream's VUI says the same.
+//!
 //! ## Time
 //!
 //! See [`crate::time`]. Every frame carries host stage timestamps (capture start/end, convert,

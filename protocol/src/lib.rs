@@ -45,6 +45,7 @@ pub mod colour;
 pub mod design;
 pub mod input;
 pub mod msg;
+pub mod pair;
 pub mod probe;
 pub mod session;
 pub mod stats;

@@ -2,6 +2,7 @@
 //! loopback port, with its events collected.
 
 pub mod audio_chain;
+pub mod audit;
 pub mod pulse;
 pub mod relay;
 pub mod xlisten;
@@ -124,6 +125,7 @@ fn loopback_config(
         video,
         fec: FecConfig::default(),
         audio: None,
+        security: sightline_host::security::SecurityOptions::default(),
     }
 }
 
@@ -183,6 +185,24 @@ impl TestHost {
     pub fn start(pki: &Pki, capabilities: Capabilities) -> TestHost {
         let clock = sightline_host::net::host_clock(std::time::Instant::now());
         let (addr, events, closer) = serve(pki, loopback_config(pki, capabilities, clock, None));
+        TestHost {
+            addr,
+            events,
+            closer,
+        }
+    }
+
+    /// Like [`TestHost::start`], with the endpoint settings adjusted by `adjust` (security
+    /// options, limits, …) before binding.
+    pub fn start_with(
+        pki: &Pki,
+        capabilities: Capabilities,
+        adjust: impl FnOnce(&mut NetConfig),
+    ) -> TestHost {
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let mut cfg = loopback_config(pki, capabilities, clock, None);
+        adjust(&mut cfg);
+        let (addr, events, closer) = serve(pki, cfg);
         TestHost {
             addr,
             events,
@@ -296,6 +316,37 @@ impl VideoHost {
             input_kinds: sightline_protocol::msg::InputKinds::KEYBOARD
                 .union(sightline_protocol::msg::InputKinds::MOUSE)
                 .union(sightline_protocol::msg::InputKinds::PROBE),
+            ..Capabilities::default()
+        };
+        let (addr, events, closer) =
+            serve(pki, loopback_config(pki, caps, clock, Some(feed.clone())));
+        VideoHost {
+            addr,
+            feed,
+            events,
+            closer,
+        }
+    }
+
+    /// A host whose pipeline encodes the best of `offers` (from
+    /// [`sightline_host::encode::probe_formats`]) that every viewer decodes, and offers their
+    /// formats to viewers — what `host-agent` does.
+    pub fn start_negotiated(
+        pki: &Pki,
+        source: Box<dyn sightline_host::capture::FrameSource>,
+        offers: Vec<sightline_host::encode::format::Offer>,
+        settings: sightline_host::pipeline::VideoSettings,
+    ) -> VideoHost {
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let (video_codecs, bit_depths, chroma) =
+            sightline_host::encode::format::capabilities_of(&offers);
+        let feed = sightline_host::pipeline::start_negotiated(source, offers, settings, clock)
+            .expect("start the video pipeline");
+        let caps = Capabilities {
+            video_codecs,
+            bit_depths,
+            chroma,
+            input_kinds: sightline_protocol::msg::InputKinds::PROBE,
             ..Capabilities::default()
         };
         let (addr, events, closer) =

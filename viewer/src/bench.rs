@@ -160,7 +160,15 @@ impl FrameSink for ProbeSink {
                 times: FrameTimes::of(&f),
             });
         }
-        if let Some((id, recv_low)) = probe::read(&f.y, f.y_stride, f.width, f.height) {
+        let read = if f.format.bit_depth() > 8 {
+            // 10-bit samples: read an 8-bit copy of the rows the strip is in.
+            let rows = probe::rect(f.width).3.min(f.height);
+            let luma = crate::decoder::luma_rows_8bit(&f, rows);
+            probe::read(&luma, f.width as usize, f.width, rows)
+        } else {
+            probe::read(&f.y, f.y_stride, f.width, f.height)
+        };
+        if let Some((id, recv_low)) = read {
             if id != self.last {
                 self.last = id;
                 let _ = self.tx.send(Hit {

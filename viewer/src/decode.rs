@@ -8,15 +8,16 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use openh264::decoder::Decoder;
-use openh264::formats::YUVSource;
-use openh264::OpenH264API;
 use sightline_protocol::msg::{ColourMatrix, ColourRange, StreamConfig};
 use sightline_protocol::time::WireClock;
 use sightline_protocol::video::AccessUnit;
 use tracing::{debug, warn};
 
+use crate::decoder::{self, VideoDecoder};
 use crate::frame::DecodedFrame;
+
+/// Consecutive units without a picture after which the decoder is restarted at a keyframe.
+const SILENT_UNITS_BEFORE_RESET: u32 = 3;
 
 /// Where decoded pictures go (the window's slot, a headless stats recorder, a test).
 pub trait FrameSink: Send {
@@ -55,21 +56,19 @@ impl DecodeThread {
         std::thread::Builder::new()
             .name("sightline-decode".into())
             .spawn(move || {
-                let mut decoder = match Decoder::with_api_config(
-                    OpenH264API::from_source(),
-                    openh264::decoder::DecoderConfig::new(),
-                ) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        warn!(error = %e, "cannot create the H.264 decoder");
-                        return;
-                    }
-                };
+                let mut decoder: Option<Box<dyn VideoDecoder>> = None;
                 let mut config: Option<StreamConfig> = None;
                 let mut waiting_for_key = true;
+                let mut silent_units = 0u32;
                 while let Ok(msg) = rx.recv() {
                     let au = match msg {
                         DecodeInput::Config(c) => {
+                            if decoder::needs_new_decoder(config.as_ref(), &c) {
+                                // A new codec, depth or chroma: a new decoder, and nothing to
+                                // show until its first keyframe.
+                                decoder = None;
+                                waiting_for_key = true;
+                            }
                             config = Some(c);
                             continue;
                         }
@@ -86,32 +85,36 @@ impl DecodeThread {
                     let (matrix, range) = config
                         .map(|c| (c.matrix, c.range))
                         .unwrap_or((ColourMatrix::Bt709, ColourRange::Limited));
-                    match decoder.decode(&au.data) {
-                        Ok(Some(yuv)) => {
+                    if decoder.is_none() {
+                        match decoder::open_for(config.as_ref()) {
+                            Ok(d) => {
+                                debug!(decoder = d.name(), "decoder ready");
+                                decoder = Some(d);
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "no decoder for this stream");
+                                sink.skipped(au.frame);
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(dec) = decoder.as_mut() else {
+                        continue;
+                    };
+                    match dec.decode(&au.data) {
+                        Ok(Some(p)) => {
                             waiting_for_key = false;
-                            let (w, h) = yuv.dimensions();
-                            let (ys, us, _) = yuv.strides();
-                            let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
-                            let mut y = Vec::with_capacity(w * h);
-                            for row in 0..h {
-                                y.extend_from_slice(&yuv.y()[row * ys..row * ys + w]);
-                            }
-                            let mut u = Vec::with_capacity(cw * ch);
-                            let mut v = Vec::with_capacity(cw * ch);
-                            for row in 0..ch {
-                                u.extend_from_slice(&yuv.u()[row * us..row * us + cw]);
-                                v.extend_from_slice(&yuv.v()[row * us..row * us + cw]);
-                            }
+                            silent_units = 0;
                             let now = Instant::now();
                             sink.frame(DecodedFrame {
-                                width: w as u32,
-                                height: h as u32,
-                                format: crate::frame::PictureFormat::I420,
-                                y,
-                                u,
-                                v,
-                                y_stride: w,
-                                uv_stride: cw,
+                                width: p.width,
+                                height: p.height,
+                                format: p.format,
+                                y: p.y,
+                                u: p.u,
+                                v: p.v,
+                                y_stride: p.y_stride,
+                                uv_stride: p.uv_stride,
                                 matrix,
                                 range,
                                 frame: au.frame,
@@ -122,9 +125,27 @@ impl DecodeThread {
                                 decoded_at: now,
                             });
                         }
-                        Ok(None) => debug!(frame = au.frame, "decoder buffered the unit"),
+                        Ok(None) => {
+                            // Streams have no B-frames and the decoders run without delay:
+                            // every unit gives its picture back. Units that keep giving none
+                            // mean a decoder stuck on broken references, which would otherwise
+                            // never be noticed (no error, no picture).
+                            silent_units += 1;
+                            debug!(frame = au.frame, silent_units, "no picture for this unit");
+                            if silent_units >= SILENT_UNITS_BEFORE_RESET {
+                                warn!(frame = au.frame, "the decoder gives no pictures; restarting it at a keyframe");
+                                silent_units = 0;
+                                decoder = None;
+                                waiting_for_key = true;
+                                need.store(true, Ordering::SeqCst);
+                            }
+                            sink.skipped(au.frame);
+                        }
                         Err(e) => {
-                            warn!(frame = au.frame, error = %e, "decode failed; waiting for a keyframe");
+                            warn!(frame = au.frame, error = %e, "decode failed; restarting the decoder at a keyframe");
+                            // A fresh decoder: some keep bad state after an error.
+                            decoder = None;
+                            silent_units = 0;
                             waiting_for_key = true;
                             need.store(true, Ordering::SeqCst);
                             sink.skipped(au.frame);

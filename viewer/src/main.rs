@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sightline_certs::{Identity, TrustPolicy};
+use sightline_certs::{Identity, Role, TrustPolicy};
 use std::sync::PoisonError;
 
-use sightline_protocol::msg::{Capabilities, InputKinds, StreamConfig};
+use sightline_protocol::msg::{BitDepths, Capabilities, ChromaFormats, InputKinds, StreamConfig};
 use sightline_protocol::session::{ViewerConfig, ViewerEvent};
 use sightline_viewer::app::{Renderer, WindowOptions};
 use sightline_viewer::config::{self, HostAddr};
@@ -23,9 +23,20 @@ use sightline_viewer::window::{run_windowed_with_audio, WindowedEnd};
 #[derive(Debug, Parser)]
 #[command(name = "viewer", version, after_help = AFTER_HELP)]
 struct Args {
-    /// Host to connect to: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
-    #[arg(value_parser = HostAddr::parse)]
+    /// Host to connect to: HOST, HOST:PORT, [IPv6]:PORT or sightline://HOST:PORT (default port
+    /// 4433). Without it: the only host in the known hosts.
+    #[arg(
+        value_parser = sightline_viewer::pair::parse_host_arg,
+        default_value = "",
+        hide_default_value = true
+    )]
     host: HostAddr,
+    /// Pair with the host first, with the one-time code `host-agent pair` shows there (asked
+    /// for on the terminal when CODE is left out): the host authorizes this viewer and this
+    /// viewer pins the host, then the session starts as usual. Creates this viewer's identity
+    /// if there is none.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    pair: Option<String>,
     /// Directory holding this viewer's identity (cert.pem, key.pem); create it with
     /// `certs create --role viewer --dir DIR`.
     #[arg(long, value_name = "DIR")]
@@ -87,6 +98,10 @@ struct Args {
     wan: Option<WanSpec>,
     #[command(flatten)]
     audio: sightline_viewer::audio::cli::AudioArgs,
+    /// Highest bit depth to ask the host for: `10` (default: HEVC Main 10 / H.264 High 10 when
+    /// the host offers it) or `8` (the 8-bit stream: less CPU, fewer bits).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(8..=10))]
+    max_bit_depth: u8,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "warn")]
     log: String,
@@ -156,7 +171,7 @@ reports, then `certs pin --known-hosts FILE --host HOST:PORT --fingerprint FP`
 (or pass --trust-on-first-use once).";
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -169,15 +184,34 @@ fn main() -> anyhow::Result<()> {
         .identity
         .clone()
         .unwrap_or_else(config::default_identity_dir);
-    let identity = Identity::load(&identity_dir)
-        .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+    let known_hosts = args
+        .known_hosts
+        .clone()
+        .unwrap_or_else(config::default_known_hosts);
+    if args.host.host.is_empty() {
+        args.host = sightline_viewer::pair::only_known_host(&known_hosts)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let identity = if args.pair.is_some() {
+        let (id, created) =
+            Identity::load_or_create(&identity_dir, Role::Viewer, &config_name())
+                .with_context(|| format!("viewer identity in {}", identity_dir.display()))?;
+        if created {
+            eprintln!(
+                "viewer: created this viewer's identity in {} ({})",
+                identity_dir.display(),
+                id.fingerprint()
+            );
+        }
+        id
+    } else {
+        Identity::load(&identity_dir)
+            .with_context(|| format!("viewer identity in {}", identity_dir.display()))?
+    };
     let opts = ConnectOptions {
         host: args.host.clone(),
         identity,
-        known_hosts: args
-            .known_hosts
-            .clone()
-            .unwrap_or_else(config::default_known_hosts),
+        known_hosts: known_hosts.clone(),
         trust: if args.trust_on_first_use {
             TrustPolicy::TrustOnFirstUse
         } else {
@@ -192,6 +226,12 @@ fn main() -> anyhow::Result<()> {
                 } else {
                     InputKinds::ALL
                 },
+                // Codecs and chroma: whatever the decoders here handle (filled in on connect).
+                bit_depths: if args.max_bit_depth < 10 {
+                    BitDepths::EIGHT
+                } else {
+                    BitDepths::EMPTY
+                },
                 ..Capabilities::default()
             },
             ..ViewerConfig::default()
@@ -204,6 +244,9 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .thread_name("sightline-net")
         .build()?;
+    if let Some(code) = &args.pair {
+        run_pairing(&rt, &opts, code)?;
+    }
     // Outside bench mode (which starts its own), --wan puts the emulator under any session.
     let mut opts = opts;
     let _relay = match (args.wan, args.bench) {
@@ -222,10 +265,16 @@ fn main() -> anyhow::Result<()> {
         let windowed = !args.headless
             && (std::env::var_os("DISPLAY").is_some()
                 || std::env::var_os("WAYLAND_DISPLAY").is_some());
+        if windowed {
+            limit_to_presentable(&mut opts);
+        }
         return run_bench_mode(rt, opts, &args, windowed);
     }
     if args.headless {
         return rt.block_on(run_headless(opts, &args));
+    }
+    if args.pings == 0 {
+        limit_to_presentable(&mut opts);
     }
     if args.pings == 0 {
         let window = WindowOptions {
@@ -384,6 +433,22 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
         current_clock(&clock),
         stream.map(|c| (c.width, c.height, codec.as_str())),
     );
+    if let (Some(c), Some(s)) = (stream, report.get_mut("stream")) {
+        // What the stream carried, for checks of the negotiated format.
+        s["profile"] = serde_json::json!(c.profile_name());
+        s["bit_depth"] = serde_json::json!(c.bit_depth);
+        s["chroma"] = serde_json::json!(format!("{:?}", c.chroma));
+        s["range"] = serde_json::json!(format!("{:?}", c.range));
+        s["matrix"] = serde_json::json!(format!("{:?}", c.matrix));
+    }
+    if let Some(c) = stream {
+        println!(
+            "stream: {}x{} {}",
+            c.width,
+            c.height,
+            sightline_viewer::decoder::stream_label(&c)
+        );
+    }
     if let Some(a) = &audio {
         let snap = a.snapshot();
         eprintln!("{}", snap.overlay_lines().join("\n"));
@@ -430,6 +495,58 @@ fn print_summary(report: &serde_json::Value) {
         row(name, &s["stages"][name]);
     }
     row("total", &s["total"]);
+}
+
+/// `--pair`: pairs (asking for the code when none was given), pins the host, says so.
+fn run_pairing(
+    rt: &tokio::runtime::Runtime,
+    opts: &ConnectOptions,
+    code: &str,
+) -> anyhow::Result<()> {
+    use sightline_viewer::pair::{pair, prompt_code, PairOptions};
+    let code = if code.is_empty() {
+        prompt_code().context("reading the pairing code")?
+    } else {
+        code.to_owned()
+    };
+    let code = sightline_certs::pairing::PairingCode::parse(&code)?;
+    let result = rt.block_on(pair(PairOptions {
+        host: opts.host.clone(),
+        identity: opts.identity.clone(),
+        known_hosts: opts.known_hosts.clone(),
+        code,
+        viewer_name: opts.session.name.clone(),
+        timeout: opts.connect_timeout.max(Duration::from_secs(10)),
+        via: None,
+    }));
+    match result {
+        Ok(p) => {
+            println!(
+                "paired with {:?} at {}: host key {} pinned in {}; the host authorized this viewer \
+                 as {:?}",
+                p.host_name,
+                p.pin_key,
+                p.host_fingerprint,
+                opts.known_hosts.display(),
+                p.authorized_as
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("viewer: cannot pair with {}: {e}", opts.host);
+            std::process::exit(2);
+        }
+    }
+}
+
+/// A window can only show what its renderers present: until they take 10-bit and 4:4:4
+/// pictures, a windowed viewer asks for 8-bit 4:2:0 (headless mode decodes everything).
+fn limit_to_presentable(opts: &mut ConnectOptions) {
+    if !sightline_viewer::decoder::WINDOW_PRESENTS_HIGH_BIT_DEPTH {
+        let c = &mut opts.session.capabilities;
+        c.bit_depths = BitDepths::EIGHT;
+        c.chroma = ChromaFormats::YUV420;
+    }
 }
 
 fn config_name() -> String {

@@ -315,14 +315,18 @@ pub async fn connect_with(
 ) -> Result<ViewerConnection, ConnectError> {
     let started = Instant::now();
     if media.video.is_some() {
-        session_cfg.capabilities.video_codecs = session_cfg
-            .capabilities
-            .video_codecs
-            .union(VideoCodecs::H264);
-        session_cfg.capabilities.bit_depths =
-            session_cfg.capabilities.bit_depths.union(BitDepths::EIGHT);
-        session_cfg.capabilities.chroma =
-            session_cfg.capabilities.chroma.union(ChromaFormats::YUV420);
+        // Advertise what the decoders here handle; a caller that already named codecs, depths
+        // or chroma formats (a user's limit, a test) keeps only those of them.
+        let (codecs, depths, chroma) = crate::decoder::capabilities();
+        let c = &mut session_cfg.capabilities;
+        let limit = |asked: u8, have: u8| if asked == 0 { have } else { asked & have };
+        c.video_codecs = VideoCodecs(if c.video_codecs.is_empty() {
+            codecs.0
+        } else {
+            c.video_codecs.0 & codecs.0
+        });
+        c.bit_depths = BitDepths(limit(c.bit_depths.0, depths.0));
+        c.chroma = ChromaFormats(limit(c.chroma.0, chroma.0));
     } else {
         session_cfg.capabilities.video_codecs = VideoCodecs::EMPTY;
     }

@@ -325,7 +325,7 @@ async fn session_for_window(
                 }
             },
             _ = tick.tick() => {
-                let (codec, size) = stream.map_or((String::new(), (0, 0)), |c| (format!("{:?}", c.codec), (c.width, c.height)));
+                let (codec, size) = stream.map_or((String::new(), (0, 0)), |c| (crate::decoder::stream_label(&c), (c.width, c.height)));
                 updater.update(&codec, size);
                 wake(&proxy, AppEvent::FrameReady);
             }

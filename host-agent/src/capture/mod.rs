@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod gradient;
 #[cfg(target_os = "linux")]
 pub mod probe_window;
 pub mod synthetic;

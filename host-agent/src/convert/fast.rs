@@ -32,7 +32,7 @@ pub(super) fn yuv_matrix(m: ColourMatrix) -> YuvStandardMatrix {
     }
 }
 
-fn yuv_range(r: ColourRange) -> YuvRange {
+pub(super) fn yuv_range(r: ColourRange) -> YuvRange {
     match r {
         ColourRange::Limited => YuvRange::Limited,
         ColourRange::Full => YuvRange::Full,

@@ -47,6 +47,9 @@
 
 mod fast;
 pub mod scalar;
+pub mod yuv10;
+
+pub use yuv10::{rgb_to_yuv10, rgb_to_yuv10_rect, Yuv10};
 
 use sightline_protocol::msg::{ColourMatrix, ColourRange};
 
@@ -273,7 +276,17 @@ enum RectPlan {
 
 fn plan_rect(src: &CapturedFrame, rect: Rect, dst: &I420) -> RectPlan {
     let size = I420::padded_size(src.width, src.height);
-    if size != (dst.width, dst.height) || !dst.planes_fit() {
+    plan_region(
+        src,
+        rect,
+        size == (dst.width, dst.height) && dst.planes_fit(),
+    )
+}
+
+/// The plan for any picture type: `dst_fits` says whether the destination already has the
+/// source's padded size and consistent planes.
+fn plan_region(src: &CapturedFrame, rect: Rect, dst_fits: bool) -> RectPlan {
+    if !dst_fits {
         return RectPlan::Whole;
     }
     if !source_fits(src) {

@@ -4,11 +4,36 @@
 //! name alone; each states its capabilities (codec, bit depths, chroma, whether it can invalidate
 //! references instead of sending a keyframe).
 
+#[cfg(feature = "ffmpeg")]
+pub mod ffmpeg;
+pub mod format;
 pub mod openh264;
+pub mod probe;
 
 use sightline_protocol::msg::{BitDepths, ChromaFormats, VideoCodec};
 
-use crate::convert::I420;
+use crate::convert::{Yuv10, I420};
+
+pub use probe::{open_offer, probe_formats, FormatProbe};
+
+/// A picture to encode: 8-bit 4:2:0 or 10-bit 4:2:0/4:4:4.
+#[derive(Debug, Clone, Copy)]
+pub enum PictureRef<'a> {
+    /// 8-bit 4:2:0.
+    I420(&'a I420),
+    /// 10-bit, 4:2:0 or 4:4:4.
+    Yuv10(&'a Yuv10),
+}
+
+impl PictureRef<'_> {
+    /// Picture size in pixels.
+    pub fn size(&self) -> (u32, u32) {
+        match self {
+            PictureRef::I420(p) => (p.width, p.height),
+            PictureRef::Yuv10(p) => (p.width, p.height),
+        }
+    }
+}
 
 /// What an encoder can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +148,22 @@ pub trait VideoEncoder: Send {
 
     /// Changes the target bitrate from the next frame on.
     fn set_bitrate(&mut self, bitrate_bps: u32);
+
+    /// Encodes any picture type; the default takes 8-bit 4:2:0 only (through
+    /// [`VideoEncoder::encode`]) and refuses the rest.
+    fn encode_frame(
+        &mut self,
+        picture: PictureRef<'_>,
+        force_keyframe: bool,
+    ) -> Result<Option<EncodedFrame>, EncodeError> {
+        match picture {
+            PictureRef::I420(p) => self.encode(p, force_keyframe),
+            PictureRef::Yuv10(p) => Err(EncodeError::Unsupported {
+                backend: self.caps().name,
+                detail: format!("10-bit {:?} pictures", p.chroma),
+            }),
+        }
+    }
 }
 
 /// Creates the best working 8-bit encoder by test-encoding a small frame with each candidate.

@@ -265,6 +265,65 @@ fn main() -> std::io::Result<()> {
     record(&mut s, 5, &[255]);
     fs::write(session_dir.join("timeouts"), &s)?;
 
+    // pair_msg: one of each pairing message (committed, like decode_msg).
+    use sightline_protocol::pair::{PairMessage, PairRefusal, PAIR_VERSION};
+    let pair_dir = root.join("pair_msg");
+    fs::create_dir_all(&pair_dir)?;
+    for (name, m) in [
+        (
+            "start",
+            PairMessage::Start {
+                version: PAIR_VERSION,
+                viewer_name: "edit-bay".into(),
+                key: vec![0x41; 33],
+            },
+        ),
+        (
+            "reply",
+            PairMessage::Reply {
+                host_name: "grading-01".into(),
+                key: vec![0x42; 33],
+                confirm: [7; 32],
+            },
+        ),
+        ("confirm", PairMessage::Confirm { confirm: [9; 32] }),
+        (
+            "done",
+            PairMessage::Done {
+                authorized_as: "alice".into(),
+            },
+        ),
+        (
+            "refused",
+            PairMessage::Refused {
+                reason: PairRefusal::RateLimited,
+                retry_after_ms: 2000,
+                message: "too many attempts".into(),
+            },
+        ),
+    ] {
+        fs::write(pair_dir.join(name), m.to_bytes())?;
+    }
+
+    // reassemble: real frames (op 2) with some losses, duplicates (op 3), timeouts (op 1);
+    // flags bit 0 set keeps the strict check on.
+    let reassemble_dir = root.join("reassemble");
+    fs::create_dir_all(&reassemble_dir)?;
+    let mut s = vec![1u8];
+    record(&mut s, 2, &[20, 1, 2, 3, 4, 5, 6, 7, 8]);
+    record(&mut s, 2, &[60, 0x81, 2, 3, 0x84, 5, 6, 7, 8, 9]);
+    record(&mut s, 3, &[5, 9, 9, 9]);
+    record(&mut s, 1, &[150]);
+    record(&mut s, 2, &[200, 0xff, 0xff, 0xff, 1]);
+    fs::write(reassemble_dir.join("lossy_frames"), &s)?;
+    // Hostile fragments mixed in (flags bit 0 clear).
+    let mut s = vec![0u8];
+    record(&mut s, 0, &body("video"));
+    record(&mut s, 2, &[30, 1, 2, 3]);
+    record(&mut s, 0, &body("video"));
+    record(&mut s, 1, &[200]);
+    fs::write(reassemble_dir.join("hostile_mix"), &s)?;
+
     println!("wrote the corpus under {}", root.display());
     Ok(())
 }

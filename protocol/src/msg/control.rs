@@ -263,6 +263,29 @@ impl Decode for StreamConfig {
     }
 }
 
+impl StreamConfig {
+    /// The stream's profile in words: "HEVC Main 10", "H.264 High 10", "HEVC Main 4:4:4 10", …
+    pub fn profile_name(&self) -> String {
+        profile_name(self.codec, self.bit_depth, self.chroma)
+    }
+}
+
+/// A codec, bit depth and chroma format in words ("HEVC Main 10", "H.264 High 10", …), for logs,
+/// the stats overlay and reports.
+pub fn profile_name(codec: VideoCodec, bit_depth: u8, chroma: Chroma) -> String {
+    let c444 = chroma == Chroma::Yuv444;
+    match (codec, bit_depth > 8, c444) {
+        (VideoCodec::Hevc, false, false) => "HEVC Main".into(),
+        (VideoCodec::Hevc, true, false) => "HEVC Main 10".into(),
+        (VideoCodec::Hevc, false, true) => "HEVC Main 4:4:4".into(),
+        (VideoCodec::Hevc, true, true) => "HEVC Main 4:4:4 10".into(),
+        (VideoCodec::H264, false, false) => "H.264 (8-bit 4:2:0)".into(),
+        (VideoCodec::H264, true, false) => "H.264 High 10".into(),
+        (VideoCodec::H264, _, true) => format!("H.264 High 4:4:4 ({bit_depth}-bit)"),
+        (VideoCodec::Av1, _, _) => format!("AV1 {bit_depth}-bit {chroma:?}"),
+    }
+}
+
 /// Viewer → host clock-sync probe. `viewer_send_us` is on the viewer's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ping {

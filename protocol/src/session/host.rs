@@ -3,6 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::limits::{RateLimits, TokenBucket};
 use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
 use crate::coding::{
     check_sendable, Decode, DecodeError, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN,
@@ -35,6 +36,8 @@ pub struct HostConfig {
     pub idle_timeout: Duration,
     /// Largest framed message accepted on a stream.
     pub max_message_len: usize,
+    /// Input and control message rates above which the viewer is told goodbye.
+    pub rate_limits: RateLimits,
 }
 
 impl Default for HostConfig {
@@ -48,6 +51,7 @@ impl Default for HostConfig {
             input_release_after: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(10),
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -178,13 +182,18 @@ pub struct HostSession {
     last_heard: Instant,
     last_input_seq: u64,
     counters: HostCounters,
+    input_rate: TokenBucket,
+    control_rate: TokenBucket,
 }
 
 impl HostSession {
     /// A session that waits for the viewer's hello. `clock` gives the host wire time.
     pub fn new(cfg: HostConfig, now: Instant, clock: WireClock) -> Self {
         let max = cfg.max_message_len;
+        let limits = cfg.rate_limits;
         HostSession {
+            input_rate: TokenBucket::new(limits.input_per_s, limits.input_burst, now),
+            control_rate: TokenBucket::new(limits.control_per_s, limits.control_burst, now),
             cfg,
             clock,
             state: State::AwaitingHello,
@@ -295,6 +304,9 @@ impl HostSession {
             return;
         }
         self.last_heard = now;
+        if !self.input_rate.take(now) {
+            return self.rate_exceeded(now, Channel::Datagram);
+        }
         // Revision 2: a datagram copy of an input message. It is taken only when it is the
         // next in sequence — an earlier one still missing will come on the stream, and taking
         // a later one first would reorder input (or drop the earlier one as a repeat).
@@ -439,6 +451,13 @@ impl HostSession {
     // --- internals ---
 
     fn handle_message(&mut self, now: Instant, channel: Channel, msg: Message) {
+        let within = match channel {
+            Channel::Control => self.control_rate.take(now),
+            _ => self.input_rate.take(now),
+        };
+        if !within {
+            return self.rate_exceeded(now, channel);
+        }
         match (channel, &self.state, msg) {
             (Channel::Control, State::AwaitingHello, Message::Control(Control::Hello(h))) => {
                 self.on_hello(h)
@@ -572,6 +591,22 @@ impl HostSession {
                 origin: InputOrigin::Release(cause),
             });
         }
+    }
+
+    /// The viewer sent more than its rate limit allows: goodbye, with the limit named.
+    fn rate_exceeded(&mut self, now: Instant, channel: Channel) {
+        let l = self.cfg.rate_limits;
+        let message = match channel {
+            Channel::Control => format!(
+                "rate limit exceeded: more than {} control messages per second (burst {})",
+                l.control_per_s, l.control_burst
+            ),
+            _ => format!(
+                "rate limit exceeded: more than {} input messages per second (burst {})",
+                l.input_per_s, l.input_burst
+            ),
+        };
+        self.close_with(now, GoodbyeReason::Refused, &message);
     }
 
     fn fail(&mut self, _now: Instant, reason: CloseReason) {

@@ -6,11 +6,13 @@
 //! socket.
 
 mod host;
+mod limits;
 mod viewer;
 
 pub use host::{
     AudioRefused, HostConfig, HostCounters, HostEvent, HostSession, InputOrigin, ReleaseCause,
 };
+pub use limits::{RateLimits, TokenBucket};
 pub use viewer::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 
 use std::fmt;
