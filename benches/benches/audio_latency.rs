@@ -12,7 +12,8 @@
 //! monitor).
 //!
 //! `cargo bench -p sightline-benches --bench audio_latency` (needs PulseAudio: it uses
-//! `PULSE_SERVER` or starts a private one). `SIGHTLINE_BENCH_QUICK=1`: short runs, no minute.
+//! `PULSE_SERVER` or starts a private one). `SIGHTLINE_BENCH_QUICK=1`, or running it without
+//! `--bench` (as `cargo test --all-targets` does): short runs, no minute.
 
 use std::time::{Duration, Instant};
 
@@ -104,8 +105,10 @@ async fn run_case(pki: &Pki, host: &NullSink, view: &NullSink, c: &Case) -> (Fig
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing to parse.
-    let quick = std::env::var_os("SIGHTLINE_BENCH_QUICK").is_some();
+    // `cargo bench` passes `--bench`; without it (`cargo test --all-targets` runs this binary
+    // too) it is a short smoke run, as with SIGHTLINE_BENCH_QUICK.
+    let quick = std::env::var_os("SIGHTLINE_BENCH_QUICK").is_some()
+        || !std::env::args().any(|a| a == "--bench");
     pulse::ensure_server();
     let host = NullSink::new("sl_bench_host");
     let view = NullSink::new("sl_bench_view");
