@@ -19,6 +19,8 @@ PACKAGES=(
   libavcodec-dev libavformat-dev libavutil-dev clang libclang-dev   # ffmpeg-next: HEVC / H.264 10-bit (bindgen needs libclang)
   qemu-system-x86 busybox-static cpio xz-utils   # uinput devices tested in a VM with Debian's kernel
   librsvg2-bin      # rsvg-convert: bench plots (SVG) to PNG for a look
+  libopus-dev libasound2-dev   # audio: libopus (Opus multistream surround) and ALSA headers for cpal
+  pulseaudio pulseaudio-utils libasound2-plugins   # audio tests: a real sound server, pacat/parec/pactl
   systemd desktop-file-utils logrotate adduser   # the .deb check: systemd-analyze verify, desktop entry, log rotation, service user
 )
 

@@ -7,6 +7,8 @@
 # Usage (Debian 12, as root): bash scripts/run-local.sh [viewer options, e.g. --stats]
 # Environment: SIGHTLINE_SOURCE=x11|synthetic (default: x11 with a display, else synthetic),
 #              SIGHTLINE_PORT (default 4433), SIGHTLINE_LOCAL_DIR (default ./local),
+#              SIGHTLINE_LOCAL_AUDIO=1 to let the viewer play audio (off by default: on one
+#              machine it would play into the sink the host captures, an echo loop),
 #              SIGHTLINE_HOST_ARGS (more host-agent options, e.g. "--bit-depth 10 --codec hevc").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +53,9 @@ done
 echo "host-agent running, source: $SOURCE (log: $STATE/host-agent.log)"
 
 VIEWER=("$BIN/viewer" "127.0.0.1:$PORT" --identity "$STATE/viewer" --known-hosts "$STATE/known_hosts")
+if [ "${SIGHTLINE_LOCAL_AUDIO:-0}" != "1" ]; then
+  VIEWER+=(--no-audio)
+fi
 if [ -n "${DISPLAY:-}" ]; then
   echo "opening the viewer window (F3: stats overlay, F11: fullscreen, close the window to stop)"
   "${VIEWER[@]}" "$@"

@@ -6,6 +6,7 @@
 //! sessions; [`pair`] runs the pairing exchange on connections `net` hands it. [`security`],
 //! [`limits`] and [`audit`] hold the admission rules, rate limits and the audit log.
 
+pub mod audio;
 pub mod audit;
 pub mod capture;
 pub mod config;

@@ -134,6 +134,8 @@ struct Args {
     /// `auto` uses them when /dev/uinput is writable, `on` requires them, `off` never.
     #[arg(long, value_enum, default_value = "auto")]
     uinput: Uinput,
+    #[command(flatten)]
+    audio: sightline_host::audio::cli::AudioArgs,
     /// Log filter (tracing EnvFilter syntax), overridden by RUST_LOG.
     #[arg(long, default_value = "info")]
     log: String,
@@ -349,6 +351,33 @@ fn open_input(args: &Args, x11_display: Option<&str>) -> anyhow::Result<Option<I
         injector.kinds().names().join(", ").to_lowercase()
     );
     Ok(Some(injector))
+}
+
+/// Starts audio capture as the flags say. No sound server means no audio (reported), not a
+/// failed start; a device the user named that does not exist is an error.
+fn open_audio(
+    args: &Args,
+    clock: sightline_protocol::time::WireClock,
+) -> anyhow::Result<Option<sightline_host::audio::pipeline::AudioFeed>> {
+    use sightline_host::audio::cli::{start, AudioStart};
+    use sightline_host::audio::AudioError;
+    match start(&args.audio, clock).map_err(|e| anyhow::anyhow!("audio settings: {e}"))? {
+        AudioStart::Running(feed) => {
+            println!("audio: {}", feed.describe());
+            Ok(Some(feed))
+        }
+        AudioStart::Off => {
+            println!("audio: off");
+            Ok(None)
+        }
+        AudioStart::Unavailable(e @ AudioError::NoSuchDevice { .. }) => {
+            Err(anyhow::Error::new(e).context("--audio-device"))
+        }
+        AudioStart::Unavailable(e) => {
+            println!("audio: unavailable ({e}); serving without audio");
+            Ok(None)
+        }
+    }
 }
 
 /// The uinput pen tablet (and the virtual jog/shuttle device when `jog` is set).
@@ -650,6 +679,10 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let audio = open_audio(&args, clock)?;
+    if let Some(feed) = &audio {
+        capabilities.audio_layouts = feed.config().layout.capability();
+    }
     let injector = open_input(&args, x11_display.as_deref())?;
     capabilities.input_kinds = injector.as_ref().map_or(InputKinds::EMPTY, Injector::kinds);
     // Bench-mode latency probes: drawn by a probe window on an X display, else by the source.
@@ -697,6 +730,7 @@ fn main() -> anyhow::Result<()> {
             adaptive_fec: args.fec == FecArg::Auto,
             ..AdaptConfig::default()
         },
+        audio,
         security: security.options.clone(),
     };
 

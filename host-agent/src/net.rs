@@ -66,6 +66,8 @@ pub struct NetConfig {
     pub fec: FecConfig,
     /// Rate control, adaptive FEC and pacing per session.
     pub adapt: AdaptConfig,
+    /// The audio pipeline, when this host serves audio.
+    pub audio: Option<crate::audio::pipeline::AudioFeed>,
     /// Audit log, pairing, connection limits, revocation.
     pub security: SecurityOptions,
 }
@@ -623,6 +625,8 @@ impl SessionCtx {
             sessions: self.sessions.clone(),
             id: session_id,
         };
+        // Audio goes out from its own task, so nothing this loop waits on can hold it.
+        let mut audio_task: Option<tokio::task::JoinHandle<()>> = None;
         let mut video_caps = Capabilities::default();
         loop {
             let now = Instant::now();
@@ -679,6 +683,15 @@ impl SessionCtx {
                                 video = Some(feed.subscribe_with(capabilities));
                             }
                         }
+                        if let Some(feed) = &self.cfg.audio {
+                            match session.send_audio_config(feed.config().clone()) {
+                                Ok(()) => {
+                                    audio_task =
+                                        Some(spawn_audio_sender(conn.clone(), feed.subscribe()))
+                                }
+                                Err(e) => info!(reason = %e, "no audio for this session"),
+                            }
+                        }
                         let _ = self.events.send(NetEvent::SessionStarted {
                             session_id,
                             remote,
@@ -723,6 +736,9 @@ impl SessionCtx {
                 }
             }
             if session.is_closed() {
+                if let Some(t) = audio_task.take() {
+                    t.abort();
+                }
                 let _ = ctl_send.finish();
                 // Give the goodbye a moment to reach the viewer before closing.
                 let _ = tokio::time::timeout(Duration::from_millis(200), ctl_send.stopped()).await;
@@ -955,6 +971,41 @@ impl SessionCtx {
             Err(e) => warn!(frame = unit.frame, error = %e, "frame not sent"),
         }
     }
+}
+
+/// Sends every audio packet of `packets` as a datagram until the connection ends. A session
+/// that falls behind skips packets (the viewer conceals them) instead of queueing.
+fn spawn_audio_sender(
+    conn: quinn::Connection,
+    mut packets: broadcast::Receiver<Arc<sightline_protocol::msg::AudioPacket>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            let mut skipped = 0u64;
+            loop {
+                match packets.recv().await {
+                    Ok(p) => {
+                        let bytes = sightline_protocol::msg::audio_datagram(&p);
+                        if conn.max_datagram_size().is_some_and(|m| bytes.len() > m) {
+                            debug!(len = bytes.len(), "audio packet larger than a datagram");
+                            continue;
+                        }
+                        match conn.send_datagram(bytes.into()) {
+                            Ok(()) => {}
+                            Err(quinn::SendDatagramError::ConnectionLost(_)) => break,
+                            Err(e) => debug!(error = %e, "audio datagram not sent"),
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        skipped += n;
+                        debug!(skipped, "audio sender lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+        .instrument(tracing::Span::current()),
+    )
 }
 
 fn spawn_stream_reader(mut recv: quinn::RecvStream, channel: Channel, tx: mpsc::Sender<NetIn>) {

@@ -73,6 +73,32 @@
 //! * Audio packets are self-contained 5–10 ms frames in datagrams; loss is concealed by the
 //!   decoder.
 //!
+//! ## Audio transport
+//!
+//! Audio is revision 3. The host announces the stream with [`crate::msg::AudioConfig`] on the
+//! control stream (layout, codec, frame size, bitrate, and the speaker of every decoded channel,
+//! plus the Opus stream mapping), so the viewer opens its decoder and output device before the
+//! first packet; packets that overtake the configuration are dropped. Each
+//! [`crate::msg::AudioPacket`] is one datagram: a sequence number, the media time of its first
+//! sample (a 48 kHz sample counter, so consecutive packets abut exactly), the host capture time
+//! (latency accounting and A/V sync), and either an Opus multistream packet (5 or 10 ms,
+//! restricted-low-delay, surround-coded for 5.1/7.1) or lossless 24-bit PCM (as many samples
+//! as fit a datagram: 40 for 7.1, 120 for stereo at 1,200 bytes). A revision 1–2 viewer never
+//! gets either, and a viewer gets only layouts it advertised.
+//!
+//! **Channel order is explicit.** Opus' surround mapping wants Vorbis order (7.1: FL FC FR SL
+//! SR BL BR LFE), PulseAudio and WAVE use FL FR FC LFE BL BR SL SR, ALSA FL FR BL BR FC LFE SL
+//! SR. The configuration names each decoded channel's speaker and both sides permute by name
+//! ([`crate::audio::layout`]); no side assumes another's order.
+//!
+//! **Playback** runs through the adaptive jitter buffer ([`crate::audio::jitter`]): packets are
+//! placed by media time, decoded at playout, concealed when lost, and the delay follows the
+//! worst recent arrival (grow by a frame on an underrun, shrink by single samples when the
+//! margin has been high for 2 s). The same control absorbs clock drift between the host's
+//! capture device and the viewer's output device, so the delay does not creep over hours.
+//! Audio is held back further only to meet a later picture ([`crate::audio::sync`]); video is
+//! never delayed for audio.
+//!
 //! ## Video transport
 //!
 //! An encoded access unit is cut into fragments that each fit one datagram

@@ -288,6 +288,7 @@ fn gen_message(r: &mut SplitMix64) -> Message {
                 media_time: MediaTime::audio(r.next_u64()),
                 layout: r.pick(ChannelLayout::ALL),
                 codec: r.pick(AudioCodec::ALL),
+                capture_us: HostMicros(r.next_u64()),
                 payload: r.bytes(len),
             })
         }

@@ -14,6 +14,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+use sightline_protocol::audio::layout::Speaker;
 use sightline_protocol::coding::{
     encode_frame, Decode, DecodeError, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN,
 };
@@ -239,6 +240,7 @@ fn control() -> impl Strategy<Value = Control> {
         ),
         stats_report().prop_map(Control::Stats),
         goodbye().prop_map(Control::Goodbye),
+        audio_config().prop_map(Control::AudioConfig),
     ]
 }
 
@@ -333,15 +335,66 @@ fn audio_packet() -> impl Strategy<Value = AudioPacket> {
         any::<u64>(),
         one_of(ChannelLayout::ALL),
         one_of(AudioCodec::ALL),
+        any::<u64>(),
         payload,
     )
-        .prop_map(|(sequence, ticks, layout, codec, payload)| AudioPacket {
-            sequence,
-            media_time: MediaTime::audio(ticks),
-            layout,
-            codec,
-            payload,
-        })
+        .prop_map(
+            |(sequence, ticks, layout, codec, capture, payload)| AudioPacket {
+                sequence,
+                media_time: MediaTime::audio(ticks),
+                layout,
+                codec,
+                capture_us: HostMicros(capture),
+                payload,
+            },
+        )
+}
+
+fn audio_config() -> impl Strategy<Value = AudioConfig> {
+    use sightline_protocol::audio::layout::ChannelOrder;
+    (
+        one_of(ChannelLayout::ALL),
+        any::<bool>(),
+        any::<u8>(),
+        1u16..=MAX_FRAME_SAMPLES,
+        any::<u32>(),
+        1u8..=8,
+        any::<u8>(),
+        any::<u64>(),
+    )
+        .prop_flat_map(
+            |(layout, opus, stream_id, frame_samples, bitrate_bps, streams, coupled, seed)| {
+                let speakers = ChannelOrder::Wave.speakers(layout).to_vec();
+                Just(speakers).prop_shuffle().prop_map(move |speakers| {
+                    let coupled_streams = coupled % (streams + 1);
+                    let total = (streams + coupled_streams) as u64;
+                    let mapping = (0..speakers.len() as u64)
+                        .map(|i| match (seed >> (i * 4)) % (total + 1) {
+                            v if v == total => 255,
+                            v => v as u8,
+                        })
+                        .collect();
+                    AudioConfig {
+                        stream_id,
+                        layout,
+                        codec: if opus {
+                            AudioCodec::Opus
+                        } else {
+                            AudioCodec::Pcm24
+                        },
+                        sample_rate: AUDIO_SAMPLE_RATE,
+                        frame_samples,
+                        bitrate_bps,
+                        speakers,
+                        opus: opus.then_some(OpusMapping {
+                            streams,
+                            coupled_streams,
+                            mapping,
+                        }),
+                    }
+                })
+            },
+        )
 }
 
 /// Any finite f32: normal, subnormal, ±0.
@@ -696,6 +749,17 @@ fn examples() -> Vec<Message> {
             primaries: ColourPrimaries::Bt2020,
             transfer: TransferFunction::Pq,
         })),
+        Message::Control(Control::AudioConfig(opus_71_config())),
+        Message::Control(Control::AudioConfig(AudioConfig {
+            stream_id: 0,
+            layout: ChannelLayout::Stereo,
+            codec: AudioCodec::Pcm24,
+            sample_rate: AUDIO_SAMPLE_RATE,
+            frame_samples: 120,
+            bitrate_bps: 2_304_000,
+            speakers: vec![Speaker::FrontLeft, Speaker::FrontRight],
+            opus: None,
+        })),
         Message::Control(Control::Ping(Ping {
             seq: 5,
             viewer_send_us: 123_456,
@@ -794,6 +858,7 @@ fn examples() -> Vec<Message> {
                 media_time: MediaTime::audio(480),
                 layout,
                 codec,
+                capture_us: HostMicros(1_700_000_000_000_000),
                 payload: vec![layout.channels(); 12],
             }));
         }
@@ -1069,7 +1134,7 @@ fn unknown_message_tags() {
 
 #[test]
 fn unknown_control_tags() {
-    for tag in [9u8, 10, 200, 255] {
+    for tag in [10u8, 11, 200, 255] {
         expect_unknown(&[1, tag], "control message", tag as u32);
     }
 }
@@ -1123,6 +1188,7 @@ fn unknown_enum_values() {
         media_time: MediaTime::audio(0),
         layout: ChannelLayout::Stereo,
         codec: AudioCodec::Opus,
+        capture_us: HostMicros(0),
         payload: vec![],
     });
     // tag(1) + sequence(4) + media time(8): layout at 13, codec at 14.
@@ -1199,6 +1265,75 @@ fn stream_config_ranges() {
     for bad in [0u8, 7, 9, 12, 16, 255] {
         expect_invalid(&patched(&sc, 16, bad), "bit depth");
     }
+}
+
+/// 7.1 Opus as the surround encoder sets it up (Vorbis order, 5 streams, 3 coupled).
+fn opus_71_config() -> AudioConfig {
+    use sightline_protocol::audio::layout::ChannelOrder;
+    AudioConfig {
+        stream_id: 0,
+        layout: ChannelLayout::Surround71,
+        codec: AudioCodec::Opus,
+        sample_rate: AUDIO_SAMPLE_RATE,
+        frame_samples: 240,
+        bitrate_bps: 512_000,
+        speakers: ChannelOrder::Vorbis
+            .speakers(ChannelLayout::Surround71)
+            .to_vec(),
+        opus: Some(OpusMapping {
+            streams: 5,
+            coupled_streams: 3,
+            mapping: vec![0, 6, 1, 2, 3, 4, 5, 7],
+        }),
+    }
+}
+
+#[test]
+fn audio_config_rules() {
+    let check = |f: &dyn Fn(&mut AudioConfig), what: &str| {
+        let mut c = opus_71_config();
+        f(&mut c);
+        expect_invalid(&Message::Control(Control::AudioConfig(c)).to_bytes(), what);
+    };
+    check(&|c| c.sample_rate = 44_100, "audio sample rate");
+    check(&|c| c.frame_samples = 0, "audio frame samples");
+    check(
+        &|c| c.frame_samples = MAX_FRAME_SAMPLES + 1,
+        "audio frame samples",
+    );
+    check(&|c| c.speakers[1] = Speaker::FrontLeft, "audio speakers");
+    check(
+        &|c| {
+            c.speakers.pop();
+        },
+        "audio speakers",
+    );
+    check(&|c| c.layout = ChannelLayout::Surround51, "audio speakers");
+    check(&|c| c.opus = None, "opus mapping");
+    check(&|c| c.codec = AudioCodec::Pcm24, "opus mapping");
+    check(&|c| c.opus.as_mut().unwrap().mapping[0] = 8, "opus mapping");
+    check(
+        &|c| c.opus.as_mut().unwrap().coupled_streams = 6,
+        "opus mapping",
+    );
+    check(&|c| c.opus.as_mut().unwrap().streams = 0, "opus mapping");
+    check(
+        &|c| {
+            c.opus.as_mut().unwrap().mapping.pop();
+        },
+        "opus mapping",
+    );
+    // 255 (a silent channel) is a valid mapping entry.
+    let mut c = opus_71_config();
+    c.opus.as_mut().unwrap().mapping[7] = 255;
+    let m = Message::Control(Control::AudioConfig(c));
+    assert_eq!(Message::from_bytes(&m.to_bytes()), Ok(m));
+    // An unknown speaker value.
+    let mut b = Message::Control(Control::AudioConfig(opus_71_config())).to_bytes();
+    // tag, control tag, stream, layout, codec, rate(4), frame(2), bitrate(4), count: speakers
+    // start at 16.
+    b[16] = 9;
+    expect_unknown(&b, "Speaker", 9);
 }
 
 #[test]
@@ -1299,6 +1434,7 @@ fn payload_limits() {
             v.put_u64(0);
             v.put_u8(0);
             v.put_u8(0);
+            v.put_u64(0);
             v.put_bytes_u16(&vec![0u8; len]);
         })
     };

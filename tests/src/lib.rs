@@ -1,8 +1,10 @@
 //! Helpers for end-to-end tests: identities in a temporary directory and a host endpoint on a
 //! loopback port, with its events collected.
 
+pub mod audio_chain;
 pub mod audit;
 pub mod e2e_window;
+pub mod pulse;
 pub mod relay;
 pub mod window;
 pub mod xlisten;
@@ -126,6 +128,7 @@ fn loopback_config(
         video,
         fec: FecConfig::default(),
         adapt: sightline_host::media_send::AdaptConfig::default(),
+        audio: None,
         security: sightline_host::security::SecurityOptions::default(),
     }
 }
@@ -203,6 +206,27 @@ impl TestHost {
         let clock = sightline_host::net::host_clock(std::time::Instant::now());
         let mut cfg = loopback_config(pki, capabilities, clock, None);
         adjust(&mut cfg);
+        let (addr, events, closer) = serve(pki, cfg);
+        TestHost {
+            addr,
+            events,
+            closer,
+        }
+    }
+
+    /// Starts serving `audio` (and no video) with `pki`'s host identity; `clock` must be the
+    /// clock the audio pipeline stamps with.
+    pub fn start_with_audio(
+        pki: &Pki,
+        audio: sightline_host::audio::pipeline::AudioFeed,
+        clock: sightline_protocol::time::WireClock,
+    ) -> TestHost {
+        let caps = Capabilities {
+            audio_layouts: audio.config().layout.capability(),
+            ..Capabilities::default()
+        };
+        let mut cfg = loopback_config(pki, caps, clock, None);
+        cfg.audio = Some(audio);
         let (addr, events, closer) = serve(pki, cfg);
         TestHost {
             addr,

@@ -116,6 +116,8 @@ pub struct WindowShared {
     /// A line shown over the picture and in the title while the link is down
     /// ("reconnecting…"); `None` while it is up.
     pub link_banner: Mutex<Option<String>>,
+    /// Audio controls (mute, volume), when the session plays audio.
+    pub audio: Mutex<Option<crate::audio::AudioHandle>>,
 }
 
 impl Default for WindowShared {
@@ -130,6 +132,7 @@ impl Default for WindowShared {
             present_tap: Mutex::default(),
             renderer: Mutex::default(),
             link_banner: Mutex::default(),
+            audio: Mutex::default(),
         }
     }
 }
@@ -393,6 +396,10 @@ enum Shortcut {
     Fullscreen,
     Stats,
     PointerLock,
+    /// Ctrl+Alt+V: audio mute on/off.
+    Mute,
+    /// Ctrl+Alt+Plus / Ctrl+Alt+Minus: audio volume ±10 %.
+    Volume(i8),
 }
 
 fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Option<Shortcut> {
@@ -414,6 +421,27 @@ fn shortcut(physical: PhysicalKey, logical: &Key, mods: ModifiersState) -> Optio
         || matches!(logical, Key::Character(c) if c.eq_ignore_ascii_case("m"));
     if m && mods.control_key() && mods.alt_key() {
         return Some(Shortcut::PointerLock);
+    }
+    if mods.control_key() && mods.alt_key() {
+        let ch = |c: &str| matches!(logical, Key::Character(x) if x.eq_ignore_ascii_case(c));
+        if physical == PhysicalKey::Code(KeyCode::KeyV) || ch("v") {
+            return Some(Shortcut::Mute);
+        }
+        if matches!(
+            physical,
+            PhysicalKey::Code(KeyCode::Equal | KeyCode::NumpadAdd)
+        ) || ch("+")
+            || ch("=")
+        {
+            return Some(Shortcut::Volume(1));
+        }
+        if matches!(
+            physical,
+            PhysicalKey::Code(KeyCode::Minus | KeyCode::NumpadSubtract)
+        ) || ch("-")
+        {
+            return Some(Shortcut::Volume(-1));
+        }
     }
     None
 }
@@ -621,6 +649,19 @@ impl App {
                 gfx.window.request_redraw();
             }
             Shortcut::PointerLock => self.set_pointer_lock(!self.pointer_lock),
+            Shortcut::Mute => {
+                if let Some(a) = lock(&self.shared.audio).as_ref() {
+                    info!(muted = a.toggle_mute(), "audio mute (Ctrl+Alt+V toggles)");
+                }
+            }
+            Shortcut::Volume(step) => {
+                if let Some(a) = lock(&self.shared.audio).as_ref() {
+                    let (v, _) = a.volume();
+                    let v = ((v * 10.0).round() + step as f32).clamp(0.0, 40.0) / 10.0;
+                    a.set_volume(v);
+                    info!(volume_percent = (v * 100.0).round(), "audio volume");
+                }
+            }
         }
     }
 

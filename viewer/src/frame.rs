@@ -227,4 +227,6 @@ pub struct StatsSnapshot {
     pub height: u32,
     /// Codec name.
     pub codec: String,
+    /// Audio figures, when the session plays audio.
+    pub audio: Option<crate::audio::AudioSnapshot>,
 }

@@ -5,6 +5,7 @@
 //! decodes, presents and sends input. [`net`] is the only module that touches quinn.
 
 pub mod app;
+pub mod audio;
 pub mod bench;
 pub mod bench_plot;
 mod bench_record;

@@ -18,7 +18,7 @@ use sightline_viewer::net::{connect, connect_media, ConnectOptions, Media};
 use sightline_viewer::reconnect::LinkMessages;
 use sightline_viewer::stats::{current_clock, report_json, SharedClock};
 use sightline_viewer::wan::WanSpec;
-use sightline_viewer::window::{run_windowed, WindowedEnd};
+use sightline_viewer::window::{run_windowed_with_audio, WindowedEnd};
 
 /// Sightline viewer: connects to a host agent over QUIC (TLS 1.3, AES-256-GCM), authenticated
 /// both ways, and shows its display.
@@ -106,6 +106,8 @@ struct Args {
     /// Stop reconnecting after this many seconds without the host (0: never stop).
     #[arg(long, default_value_t = 60, value_name = "SECS")]
     reconnect_timeout: u64,
+    #[command(flatten)]
+    audio: sightline_viewer::audio::cli::AudioArgs,
     /// Highest bit depth to ask the host for: `10` (default: HEVC Main 10 / H.264 High 10 when
     /// the host offers it) or `8` (the 8-bit stream: less CPU, fewer bits).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(8..=10))]
@@ -299,7 +301,8 @@ fn main() -> anyhow::Result<()> {
             view_only: args.view_only,
             renderer: args.renderer,
         };
-        match run_windowed(rt, opts, window)? {
+        let audio = audio_handle(&args);
+        match run_windowed_with_audio(rt, opts, window, audio)? {
             WindowedEnd::ConnectFailed(e) => {
                 eprintln!("viewer: cannot connect to {}: {e}", args.host);
                 std::process::exit(2);
@@ -376,12 +379,25 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Audio playback as the flags ask; exits with a clear message when a named device is missing.
+fn audio_handle(args: &Args) -> Option<sightline_viewer::audio::AudioHandle> {
+    match args.audio.handle() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("viewer: --audio-device: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
     let clock = SharedClock::default();
     let recorder = Recorder::new(clock.clone(), args.frames, false);
+    let audio = audio_handle(args);
     let media = Media {
         video: Some(Box::new(recorder.clone())),
         clock: clock.clone(),
+        audio: audio.clone(),
         ..Media::default()
     };
     let totals = media.totals.clone();
@@ -441,13 +457,12 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
         _ => 0.0,
     };
     let codec = stream.map(|c| format!("{:?}", c.codec)).unwrap_or_default();
-    let report = report_json(
+    let mut report = report_json(
         &rec.records,
         &t,
         current_clock(&clock),
         stream.map(|c| (c.width, c.height, codec.as_str())),
     );
-    let mut report = report;
     if let (Some(c), Some(s)) = (stream, report.get_mut("stream")) {
         // What the stream carried, for checks of the negotiated format.
         s["profile"] = serde_json::json!(c.profile_name());
@@ -463,6 +478,11 @@ async fn run_headless(opts: ConnectOptions, args: &Args) -> anyhow::Result<()> {
             c.height,
             sightline_viewer::decoder::stream_label(&c)
         );
+    }
+    if let Some(a) = &audio {
+        let snap = a.snapshot();
+        eprintln!("{}", snap.overlay_lines().join("\n"));
+        report["audio"] = snap.json();
     }
     print_summary(&report);
     if let Some(path) = &args.stats_json {

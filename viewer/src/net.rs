@@ -15,7 +15,8 @@ use sightline_certs::{
     PinOutcome, PinnedHostVerifier, TrustPolicy,
 };
 use sightline_protocol::msg::{
-    BitDepths, ChromaFormats, GoodbyeReason, InputEvent, InputKinds, VideoCodecs, Welcome,
+    AudioLayouts, BitDepths, ChromaFormats, GoodbyeReason, InputEvent, InputKinds, VideoCodecs,
+    Welcome,
 };
 use sightline_protocol::reconnect::ReconnectConfig;
 use sightline_protocol::session::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
@@ -68,12 +69,15 @@ pub struct Media {
     pub clock: SharedClock,
     /// Video counters, refreshed as frames arrive.
     pub totals: Arc<Mutex<SessionTotals>>,
+    /// Audio playback. Without it the viewer advertises no audio layouts.
+    pub audio: Option<crate::audio::AudioHandle>,
 }
 
 impl std::fmt::Debug for Media {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Media")
             .field("video", &self.video.is_some())
+            .field("audio", &self.audio.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -366,6 +370,13 @@ pub async fn connect_reconnecting(
     } else {
         session_cfg.capabilities.video_codecs = VideoCodecs::EMPTY;
     }
+    // Audio only when something plays it: every layout (the playout downmixes what the device
+    // cannot take) unless the caller narrowed them.
+    if media.audio.is_none() {
+        session_cfg.capabilities.audio_layouts = AudioLayouts::EMPTY;
+    } else if session_cfg.capabilities.audio_layouts.is_empty() {
+        session_cfg.capabilities.audio_layouts = AudioLayouts::ALL;
+    }
     let bind: SocketAddr = if addr.is_ipv6() {
         "[::]:0".parse().expect("literal address")
     } else {
@@ -430,6 +441,9 @@ pub async fn connect_reconnecting(
         ev_tx,
         MediaState {
             video,
+            audio: media
+                .audio
+                .map(|h| crate::audio::AudioReceiver::new(h, media.clock.clone(), viewer_clock())),
             clock: media.clock,
             totals: media.totals,
         },
@@ -524,6 +538,7 @@ struct Streams {
 
 struct MediaState {
     video: Option<VideoReceiver>,
+    audio: Option<crate::audio::AudioReceiver>,
     clock: SharedClock,
     totals: Arc<Mutex<SessionTotals>>,
 }
@@ -558,6 +573,18 @@ impl MediaState {
                 }
                 *self.clock.lock().unwrap_or_else(PoisonError::into_inner) = Some(c);
                 Some(ViewerEvent::Clock(c))
+            }
+            ViewerEvent::AudioConfig(c) => {
+                if let Some(a) = self.audio.as_mut() {
+                    a.on_config(c.clone());
+                }
+                Some(ViewerEvent::AudioConfig(c))
+            }
+            ViewerEvent::Audio(p) => {
+                if let Some(a) = self.audio.as_mut() {
+                    a.on_packet(now, p);
+                }
+                None
             }
             other => Some(other),
         }

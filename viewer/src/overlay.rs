@@ -360,6 +360,9 @@ pub fn stats_lines(stats: &StatsSnapshot) -> Vec<String> {
         stats.lost_frames, stats.recovered_frames
     ));
     lines.push(format!("keyframe requests {}", stats.keyframe_requests));
+    if let Some(a) = &stats.audio {
+        lines.extend(a.overlay_lines());
+    }
     lines
 }
 
@@ -650,6 +653,16 @@ mod tests {
             width: 1920,
             height: 1080,
             codec: "H264".into(),
+            audio: Some(crate::audio::AudioSnapshot {
+                stream: "7.1 Opus 512 kb/s 5.0 ms".into(),
+                latency_ms: Some(23.4),
+                buffer_ms: 7.5,
+                underruns: 3,
+                concealed: 9,
+                late: 1,
+                volume: 1.0,
+                ..Default::default()
+            }),
         };
         let text = stats_lines(&stats).join("\n");
         for needle in [
@@ -659,6 +672,9 @@ mod tests {
             "rtt     1.25 ms",
             "reassemble",
             "present       3.30 ms",
+            "audio 7.1 Opus 512 kb/s",
+            "audio lat 23.4 ms buf 7.5 ms",
+            "audio underruns 3 concealed 9 late 1",
             "total        13.00 ms",
             "lost 4  recovered 7",
             "keyframe requests 2",

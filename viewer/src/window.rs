@@ -79,6 +79,7 @@ pub struct StatsUpdater {
     last: Instant,
     last_bytes: u64,
     window: VecDeque<FrameRecord>,
+    audio: Option<crate::audio::AudioHandle>,
 }
 
 impl StatsUpdater {
@@ -97,7 +98,14 @@ impl StatsUpdater {
             last: Instant::now(),
             last_bytes: 0,
             window: VecDeque::new(),
+            audio: None,
         }
+    }
+
+    /// Also shows `audio`'s figures and feeds it the video latency for A/V sync.
+    pub fn with_audio(mut self, audio: Option<crate::audio::AudioHandle>) -> Self {
+        self.audio = audio;
+        self
     }
 
     /// Folds in new presents and publishes a snapshot; `codec` and size describe the stream.
@@ -127,7 +135,10 @@ impl StatsUpdater {
             self.window.pop_front();
         }
         let records: Vec<FrameRecord> = self.window.iter().copied().collect();
-        let (stages, _) = stage_percentiles(&records);
+        let (stages, total) = stage_percentiles(&records);
+        if let Some(a) = &self.audio {
+            a.set_video_latency_us(total.p50);
+        }
         let totals = *self.totals.lock().unwrap_or_else(PoisonError::into_inner);
         let bytes = totals.bytes.saturating_sub(self.last_bytes);
         self.last_bytes = totals.bytes;
@@ -142,6 +153,7 @@ impl StatsUpdater {
             width: size.0,
             height: size.1,
             codec: codec.to_owned(),
+            audio: self.audio.as_ref().map(|a| a.snapshot()),
         };
         for (i, s) in stages.iter().enumerate() {
             snap.stage_ms[i] = s.p50 as f64 / 1e3;
@@ -167,14 +179,32 @@ pub fn run_windowed(
     run_windowed_shared(rt, opts, window, Arc::new(WindowShared::new()))
 }
 
+/// [`run_windowed`] with audio playback (`None`: no audio).
+pub fn run_windowed_with_audio(
+    rt: tokio::runtime::Runtime,
+    opts: ConnectOptions,
+    window: WindowOptions,
+    audio: Option<crate::audio::AudioHandle>,
+) -> Result<WindowedEnd, WindowError> {
+    let shared = Arc::new(WindowShared::new());
+    *shared.audio.lock().unwrap_or_else(PoisonError::into_inner) = audio;
+    run_windowed_shared(rt, opts, window, shared)
+}
+
 /// [`run_windowed`] with the window's shared state given, so the caller can watch what is
-/// presented (records, renderer) while it runs.
+/// presented (records, renderer) while it runs; audio plays when `shared.audio` holds a
+/// handle.
 pub fn run_windowed_shared(
     rt: tokio::runtime::Runtime,
     opts: ConnectOptions,
     window: WindowOptions,
     shared: Arc<WindowShared>,
 ) -> Result<WindowedEnd, WindowError> {
+    let audio = shared
+        .audio
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
     let proxy: WindowProxy = Arc::default();
     let window_closed = Arc::new(tokio::sync::Notify::new());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
@@ -189,6 +219,7 @@ pub fn run_windowed_shared(
                     proxy,
                     window_closed,
                     ready_tx,
+                    audio,
                 ))
             })
             .map_err(|e| WindowError::NoDisplay(format!("cannot start the session thread: {e}")))?
@@ -241,6 +272,7 @@ async fn session_for_window(
     proxy: WindowProxy,
     window_closed: Arc<tokio::sync::Notify>,
     ready: std::sync::mpsc::Sender<Result<String, String>>,
+    audio: Option<crate::audio::AudioHandle>,
 ) -> Option<String> {
     let pending = PendingTimes::default();
     let clock = SharedClock::default();
@@ -251,6 +283,7 @@ async fn session_for_window(
             pending.clone(),
         ))),
         clock: clock.clone(),
+        audio: audio.clone(),
         ..Media::default()
     };
     let totals = media.totals.clone();
@@ -267,7 +300,7 @@ async fn session_for_window(
         conn.welcome.host_name
     )));
     *shared.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.input_sender());
-    let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals);
+    let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals).with_audio(audio);
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut link = conn.link_state();
     let mut link_msg = crate::reconnect::LinkMessages::default();

@@ -133,6 +133,7 @@ fn messages() -> Vec<(&'static str, Message)> {
                 media_time: MediaTime::audio(480),
                 layout: ChannelLayout::Stereo,
                 codec: AudioCodec::Opus,
+                capture_us: HostMicros(1_700_000_000_000_000),
                 payload: vec![0xFC, 0xFF, 0xFE],
             }),
         ),

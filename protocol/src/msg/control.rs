@@ -489,6 +489,8 @@ pub enum Control {
     Stats(StatsReport),
     /// Either side, last.
     Goodbye(Goodbye),
+    /// Host → viewer (revision 3), before the first audio packet and on change.
+    AudioConfig(super::AudioConfig),
 }
 
 impl Encode for Control {
@@ -544,6 +546,10 @@ impl Encode for Control {
             Control::Goodbye(g) => {
                 out.put_u8(8);
                 g.encode(out);
+            }
+            Control::AudioConfig(a) => {
+                out.put_u8(9);
+                a.encode(out);
             }
         }
     }
@@ -612,6 +618,7 @@ impl Decode for Control {
             }
             7 => Control::Stats(StatsReport::decode(r)?),
             8 => Control::Goodbye(Goodbye::decode(r)?),
+            9 => Control::AudioConfig(super::AudioConfig::decode(r)?),
             t => {
                 return Err(DecodeError::UnknownTag {
                     what: "control message",

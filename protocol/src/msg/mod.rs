@@ -131,6 +131,15 @@ impl Encode for Message {
     }
 }
 
+/// The datagram for one audio packet (the same bytes as `Message::Audio(p.clone())`, without
+/// copying the payload).
+pub fn audio_datagram(p: &AudioPacket) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.payload.len() + AUDIO_PACKET_OVERHEAD);
+    out.put_u8(TAG_AUDIO);
+    p.encode(&mut out);
+    out
+}
+
 impl Decode for Message {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(match r.u8("message tag")? {

@@ -10,11 +10,11 @@ use crate::coding::{
 };
 use crate::input::HeldInput;
 use crate::msg::{
-    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Extension, Goodbye,
-    GoodbyeReason, Hello, InputEvent, InputMessage, InvalidateReferences, KeyframeRequest, Message,
-    Pong, StatsReport, StreamConfig, VideoFragment, Welcome,
+    AudioConfig, AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Extension,
+    Goodbye, GoodbyeReason, Hello, InputEvent, InputMessage, InvalidateReferences, KeyframeRequest,
+    Message, Pong, StatsReport, StreamConfig, VideoFragment, Welcome,
 };
-use crate::session::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use crate::session::{AUDIO_MIN_VERSION, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::time::WireClock;
 
 /// Host session settings.
@@ -112,10 +112,30 @@ pub enum HostEvent {
     Closed(CloseReason),
 }
 
+/// Why the host may not send audio in this session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AudioRefused {
+    /// Hello has not been accepted, or the session is over.
+    #[error("session not established")]
+    NotEstablished,
+    /// The viewer speaks an older revision, which has no audio.
+    #[error("the viewer speaks protocol revision {0}; audio needs revision {AUDIO_MIN_VERSION}")]
+    OldRevision(u16),
+    /// The viewer did not advertise this channel layout (or no audio at all).
+    #[error("the viewer does not play {0} audio")]
+    LayoutNotNegotiated(&'static str),
+    /// The configuration breaks a rule of the format.
+    #[error("invalid audio configuration: {0}")]
+    Invalid(DecodeError),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum State {
     AwaitingHello,
-    Established { capabilities: Capabilities },
+    Established {
+        capabilities: Capabilities,
+        version: u16,
+    },
     Closed,
 }
 
@@ -206,8 +226,34 @@ impl HostSession {
     /// Negotiated capabilities, once established.
     pub fn capabilities(&self) -> Option<Capabilities> {
         match &self.state {
-            State::Established { capabilities } => Some(*capabilities),
+            State::Established { capabilities, .. } => Some(*capabilities),
             _ => None,
+        }
+    }
+    /// Negotiated protocol revision, once established.
+    pub fn version(&self) -> Option<u16> {
+        match &self.state {
+            State::Established { version, .. } => Some(*version),
+            _ => None,
+        }
+    }
+    /// Whether audio in `layout` may be sent: established, revision 3 or newer, and the
+    /// viewer advertised the layout.
+    pub fn audio_allowed(&self, layout: crate::msg::ChannelLayout) -> Result<(), AudioRefused> {
+        match &self.state {
+            State::Established {
+                capabilities,
+                version,
+            } => {
+                if *version < AUDIO_MIN_VERSION {
+                    Err(AudioRefused::OldRevision(*version))
+                } else if !capabilities.audio_layouts.contains(layout.capability()) {
+                    Err(AudioRefused::LayoutNotNegotiated(layout.name()))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(AudioRefused::NotEstablished),
         }
     }
     /// What the viewer holds now.
@@ -275,7 +321,7 @@ impl HostSession {
         // next in sequence — an earlier one still missing will come on the stream, and taking
         // a later one first would reorder input (or drop the earlier one as a repeat).
         let violation = match (&self.state, Message::from_bytes(bytes)) {
-            (State::Established { capabilities }, Ok(Message::Input(m))) => {
+            (State::Established { capabilities, .. }, Ok(Message::Input(m))) => {
                 let caps: Capabilities = *capabilities;
                 if m.seq == self.last_input_seq + 1 {
                     self.counters.datagram_inputs += 1;
@@ -347,9 +393,18 @@ impl HostSession {
     pub fn damage_rects(&self) -> bool {
         self.damage_rects
     }
-    /// Sends an audio packet as a datagram.
+    /// Announces the audio format (control stream). Refused (and not sent) unless
+    /// [`HostSession::audio_allowed`] and the viewer would accept it.
+    pub fn send_audio_config(&mut self, cfg: AudioConfig) -> Result<(), AudioRefused> {
+        self.audio_allowed(cfg.layout)?;
+        self.queue_checked(Message::Control(Control::AudioConfig(cfg)))
+            .map_err(AudioRefused::Invalid)
+    }
+    /// Sends an audio packet as a datagram (dropped unless [`HostSession::audio_allowed`]).
     pub fn send_audio(&mut self, pkt: AudioPacket) {
-        self.queue_datagram(Message::Audio(pkt));
+        if self.audio_allowed(pkt.layout).is_ok() {
+            self.queue_datagram(Message::Audio(pkt));
+        }
     }
     /// Sends the cursor position as a datagram.
     pub fn send_cursor_position(&mut self, pos: CursorPosition) {
@@ -455,7 +510,7 @@ impl HostSession {
                     )),
                 ),
             },
-            (Channel::Input, State::Established { capabilities }, Message::Input(m)) => {
+            (Channel::Input, State::Established { capabilities, .. }, Message::Input(m)) => {
                 let caps = *capabilities;
                 self.on_input(now, &caps, m)
             }
@@ -525,7 +580,10 @@ impl HostSession {
                     extensions,
                 },
             ))));
-        self.state = State::Established { capabilities };
+        self.state = State::Established {
+            capabilities,
+            version: hi,
+        };
         self.events.push_back(HostEvent::Connected {
             viewer_name: h.name,
             version: hi,
@@ -639,6 +697,7 @@ pub(crate) fn control_name(c: &Control) -> &'static str {
         Control::InvalidateReferences(_) => "InvalidateReferences",
         Control::Stats(_) => "Stats",
         Control::Goodbye(_) => "Goodbye",
+        Control::AudioConfig(_) => "AudioConfig",
     }
 }
 

@@ -9,7 +9,9 @@ mod host;
 mod limits;
 mod viewer;
 
-pub use host::{HostConfig, HostCounters, HostEvent, HostSession, InputOrigin, ReleaseCause};
+pub use host::{
+    AudioRefused, HostConfig, HostCounters, HostEvent, HostSession, InputOrigin, ReleaseCause,
+};
 pub use limits::{RateLimits, TokenBucket};
 pub use viewer::{SendInputError, ViewerConfig, ViewerEvent, ViewerSession};
 
@@ -26,7 +28,13 @@ use crate::msg::{Capabilities, GoodbyeReason, InputEvent, InputKinds, Message};
 /// * 2: the viewer may send a copy of each input message as a datagram a few milliseconds
 ///   after the stream copy, so a lost packet does not hold input back for a retransmission
 ///   (the host takes a datagram copy only when it is the next in sequence).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// * 3: audio. The host announces the audio format with a `Control::AudioConfig` before the
+///   first audio packet, and audio packets carry the host capture time. Hosts send neither to
+///   an older viewer (no earlier revision sent audio, so the packet layout could change).
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The first revision with audio ([`crate::msg::AudioConfig`] and audio packets).
+pub const AUDIO_MIN_VERSION: u16 = 3;
 
 /// The oldest revision this build still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

@@ -8,9 +8,9 @@ use super::{decode_violation, input_allowed, Channel, CloseReason, Transmit};
 use crate::coding::{Decode, Encode, FrameReader, DEFAULT_MAX_MESSAGE_LEN};
 use crate::input::InputQueue;
 use crate::msg::{
-    AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye, GoodbyeReason, Hello,
-    InputEvent, InputMessage, InvalidateReferences, KeyframeReason, KeyframeRequest, Message, Ping,
-    StatsReport, StreamConfig, VideoFragment, Welcome,
+    AudioConfig, AudioPacket, Capabilities, Control, CursorPosition, CursorShape, Goodbye,
+    GoodbyeReason, Hello, InputEvent, InputMessage, InvalidateReferences, KeyframeReason,
+    KeyframeRequest, Message, Ping, StatsReport, StreamConfig, VideoFragment, Welcome,
 };
 use crate::session::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use crate::time::{ClockEstimate, ClockEstimator, ClockSample, WireClock};
@@ -77,6 +77,8 @@ pub enum ViewerEvent {
     Clock(ClockEstimate),
     /// A video fragment for reassembly.
     Video(VideoFragment),
+    /// The audio format (before the first audio packet, and on change).
+    AudioConfig(AudioConfig),
     /// An audio packet for the jitter buffer.
     Audio(AudioPacket),
     /// A cursor image.
@@ -419,6 +421,9 @@ impl ViewerSession {
             }
             (Channel::Control, Message::Control(Control::StreamConfig(c))) if established => {
                 self.events.push_back(ViewerEvent::StreamConfig(c))
+            }
+            (Channel::Control, Message::Control(Control::AudioConfig(a))) if established => {
+                self.events.push_back(ViewerEvent::AudioConfig(a))
             }
             (Channel::Control, Message::CursorShape(s)) if established => {
                 self.events.push_back(ViewerEvent::CursorShape(s))
