@@ -13,6 +13,10 @@ use sightline_viewer::bench::{run_bench_windowed, BenchOptions, STAGES};
 
 #[test]
 fn windowed_bench_measures_the_present_stage() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let x = Xvfb::start(1280, 720, 24);
     let runtime_dir = private_dir("bench-window");
     // This test binary has a single test: nothing reads the environment concurrently.

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::debug;
 
 use sightline_protocol::msg::InputEvent;
 use sightline_protocol::probe;
@@ -233,6 +234,9 @@ pub struct BenchReport {
     pub samples: Vec<Sample>,
     /// Probes never seen.
     pub lost: usize,
+    /// Of the lost probes: never seen in a decoded picture / seen but never presented / seen
+    /// before the clock estimate was in.
+    pub lost_why: LostWhy,
     /// Longest gap between two decoded pictures while probes ran, µs (a freeze shows here).
     pub longest_gap_us: u64,
     /// WAN emulation used, as given.
@@ -281,6 +285,17 @@ impl BenchReport {
             .map(|s| s.sent_at_ms + s.total_us / 1000)
             .min()
     }
+}
+
+/// Where lost probes went missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LostWhy {
+    /// Not found in any decoded picture in time.
+    pub not_decoded: usize,
+    /// Found in a decoded picture, but no present of that picture (or a later one) in time.
+    pub not_presented: usize,
+    /// Found, but no clock offset estimate or host times to measure it with.
+    pub no_clock: usize,
 }
 
 /// Why a bench could not run.
@@ -453,11 +468,14 @@ fn measure(
             }
         };
         let Some(hit) = hit else {
+            debug!(id, "probe not seen in a decoded picture");
             report.lost += 1;
+            report.lost_why.not_decoded += 1;
             continue;
         };
         let (Some(est), Some(host)) = (current_clock(clock), hit.times.host) else {
             report.lost += 1;
+            report.lost_why.no_clock += 1;
             continue;
         };
         let host_recv = HostMicros(probe::widen(hit.recv_low, host.capture_start.0));
@@ -480,7 +498,13 @@ fn measure(
                 match found {
                     Some(t) => t,
                     None => {
+                        debug!(
+                            id,
+                            frame = hit.times.frame,
+                            "probe decoded but not presented"
+                        );
                         report.lost += 1;
+                        report.lost_why.not_presented += 1;
                         continue;
                     }
                 }
@@ -553,9 +577,18 @@ impl BenchReport {
         let (stages, total) = self.percentiles();
         let ms = |us: u64| us as f64 / 1e3;
         let mut out = format!(
-            "bench: {} probes measured, {} lost, host {:?}{}\n",
+            "bench: {} probes measured, {} lost{}, host {:?}{}\n",
             self.samples.len(),
             self.lost,
+            if self.lost > 0 {
+                let w = self.lost_why;
+                format!(
+                    " (not decoded {}, decoded but not presented {}, no clock {})",
+                    w.not_decoded, w.not_presented, w.no_clock
+                )
+            } else {
+                String::new()
+            },
             self.host,
             self.wan
                 .as_ref()

@@ -135,8 +135,13 @@ impl Recorder {
             at,
             format!(
                 "video: {} frames complete ({} of them rebuilt from parity), {} lost, {} keyframe \
-                 requests",
-                t.frames_received, t.frames_recovered, t.frames_lost, t.keyframe_requests
+                 requests; {} bytes, {} fragments ignored",
+                t.frames_received,
+                t.frames_recovered,
+                t.frames_lost,
+                t.keyframe_requests,
+                t.bytes,
+                t.fragments_ignored
             ),
         ));
         if let Some(r) = &self.relay {

@@ -19,6 +19,9 @@ use crate::frame::DecodedFrame;
 /// Consecutive units without a picture after which the decoder is restarted at a keyframe.
 const SILENT_UNITS_BEFORE_RESET: u32 = 3;
 
+/// While waiting for a keyframe, every this many skipped units the thread asks (again) for one.
+const KEYFRAME_ASK_EVERY: u32 = 30;
+
 /// Where decoded pictures go (the window's slot, a headless stats recorder, a test).
 pub trait FrameSink: Send {
     /// A new picture.
@@ -60,10 +63,18 @@ impl DecodeThread {
                 let mut config: Option<StreamConfig> = None;
                 let mut waiting_for_key = true;
                 let mut silent_units = 0u32;
+                let mut skipped_waiting = 0u32;
                 while let Ok(msg) = rx.recv() {
                     let au = match msg {
                         DecodeInput::Config(c) => {
-                            if decoder::needs_new_decoder(config.as_ref(), &c) {
+                            // A decoder opened before any configuration arrived (the control
+                            // stream can lag the first keyframe's datagrams) is the baseline
+                            // one: keep it when the configuration says baseline too.
+                            let running = match (&decoder, config.as_ref()) {
+                                (Some(_), None) => Some(decoder::BASELINE),
+                                (_, old) => old.map(decoder::DecoderKind::of),
+                            };
+                            if running != Some(decoder::DecoderKind::of(&c)) {
                                 // A new codec, depth or chroma: a new decoder, and nothing to
                                 // show until its first keyframe.
                                 decoder = None;
@@ -79,9 +90,18 @@ impl DecodeThread {
                         DecodeInput::Unit(au) => au,
                     };
                     if waiting_for_key && !au.keyframe {
+                        // Whatever made us wait (a new decoder, a loss, an error), units that
+                        // cannot be shown keep arriving: make sure a keyframe was asked for,
+                        // or the picture would stay frozen until the next loss. The network
+                        // side rate-limits the requests.
+                        if skipped_waiting.is_multiple_of(KEYFRAME_ASK_EVERY) {
+                            need.store(true, Ordering::SeqCst);
+                        }
+                        skipped_waiting += 1;
                         sink.skipped(au.frame);
                         continue;
                     }
+                    skipped_waiting = 0;
                     let (matrix, range) = config
                         .map(|c| (c.matrix, c.range))
                         .unwrap_or((ColourMatrix::Bt709, ColourRange::Limited));
@@ -164,5 +184,119 @@ impl DecodeThread {
     /// Sends `input` to the thread; false when the thread has ended.
     pub fn send(&self, input: DecodeInput) -> bool {
         self.tx.send(input).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openh264::encoder::{Encoder, EncoderConfig};
+    use openh264::formats::YUVBuffer;
+    use openh264::OpenH264API;
+    use sightline_protocol::msg::{Chroma, ColourPrimaries, TransferFunction, VideoCodec};
+    use std::time::Duration;
+
+    /// Decoded frame numbers as `Ok`, skipped ones as `Err`.
+    struct ChanSink(mpsc::Sender<Result<u32, u32>>);
+
+    impl FrameSink for ChanSink {
+        fn frame(&mut self, frame: DecodedFrame) {
+            let _ = self.0.send(Ok(frame.frame));
+        }
+        fn skipped(&mut self, frame: u32) {
+            let _ = self.0.send(Err(frame));
+        }
+    }
+
+    fn config(codec: VideoCodec, bit_depth: u8) -> StreamConfig {
+        StreamConfig {
+            stream_id: 0,
+            codec,
+            width: 64,
+            height: 64,
+            fps_millihz: 60_000,
+            bit_depth,
+            chroma: Chroma::Yuv420,
+            matrix: ColourMatrix::Bt709,
+            range: ColourRange::Limited,
+            primaries: ColourPrimaries::Bt709,
+            transfer: TransferFunction::Bt709,
+        }
+    }
+
+    /// `n` real H.264 units of a 64×64 picture that changes every frame (the first an IDR).
+    fn units(n: u32) -> Vec<AccessUnit> {
+        let mut enc = Encoder::with_api_config(OpenH264API::from_source(), EncoderConfig::new())
+            .expect("encoder");
+        (0..n)
+            .map(|i| {
+                let mut yuv = vec![128u8; 64 * 64 * 3 / 2];
+                for (j, p) in yuv[..64 * 64].iter_mut().enumerate() {
+                    *p = ((j as u32 + i * 7) % 200) as u8 + 16;
+                }
+                let bs = enc
+                    .encode(&YUVBuffer::from_vec(yuv, 64, 64))
+                    .expect("encode");
+                AccessUnit {
+                    stream_id: 0,
+                    frame: i,
+                    keyframe: i == 0,
+                    data: bs.to_vec(),
+                    times: None,
+                    damage: None,
+                    first_packet_us: 0,
+                    complete_us: 0,
+                    recovered_fragments: 0,
+                }
+            })
+            .collect()
+    }
+
+    fn next(rx: &mpsc::Receiver<Result<u32, u32>>) -> Result<u32, u32> {
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the decode thread reports every unit")
+    }
+
+    #[test]
+    fn a_configuration_after_the_first_keyframe_keeps_the_running_decoder() {
+        let (tx, rx) = mpsc::channel();
+        let t = DecodeThread::spawn(Box::new(ChanSink(tx)), WireClock::new(Instant::now(), 0))
+            .expect("spawn");
+        let mut u = units(3).into_iter();
+        // The control stream lagged: the keyframe arrives before the configuration.
+        t.send(DecodeInput::Unit(u.next().unwrap()));
+        assert_eq!(next(&rx), Ok(0));
+        t.send(DecodeInput::Config(config(VideoCodec::H264, 8)));
+        t.send(DecodeInput::Unit(u.next().unwrap()));
+        assert_eq!(next(&rx), Ok(1), "the baseline decoder goes on");
+        t.send(DecodeInput::Unit(u.next().unwrap()));
+        assert_eq!(next(&rx), Ok(2));
+        assert!(!t.keyframe_needed.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn units_skipped_while_waiting_for_a_keyframe_ask_for_one() {
+        let (tx, rx) = mpsc::channel();
+        let t = DecodeThread::spawn(Box::new(ChanSink(tx)), WireClock::new(Instant::now(), 0))
+            .expect("spawn");
+        let mut u = units(3).into_iter();
+        t.send(DecodeInput::Config(config(VideoCodec::H264, 8)));
+        t.send(DecodeInput::Unit(u.next().unwrap()));
+        assert_eq!(next(&rx), Ok(0));
+        // A new format: a new decoder that must start at a keyframe. Nothing was lost, so
+        // only the decode thread knows one is needed.
+        t.send(DecodeInput::Config(config(VideoCodec::Hevc, 10)));
+        t.send(DecodeInput::Unit(u.next().unwrap()));
+        assert_eq!(next(&rx), Err(1));
+        assert!(
+            t.keyframe_needed.swap(false, Ordering::SeqCst),
+            "a skipped unit asks for a keyframe"
+        );
+        t.send(DecodeInput::Unit(u.next().unwrap()));
+        assert_eq!(next(&rx), Err(2));
+        assert!(
+            !t.keyframe_needed.load(Ordering::SeqCst),
+            "not again for every unit (every {KEYFRAME_ASK_EVERY})"
+        );
     }
 }

@@ -629,6 +629,7 @@ impl MediaState {
             t.frames_lost = s.lost;
             t.frames_recovered = s.recovered;
             t.bytes = s.bytes;
+            t.fragments_ignored = s.ignored_fragments;
             t.keyframe_requests = v.keyframe_requests();
         }
     }

@@ -146,6 +146,8 @@ pub struct SessionTotals {
     pub keyframe_requests: u64,
     /// Media bytes received.
     pub bytes: u64,
+    /// Video fragments ignored by reassembly (too old, malformed, duplicate).
+    pub fragments_ignored: u64,
     /// Seconds from the first to the last frame.
     pub duration_s: f64,
 }

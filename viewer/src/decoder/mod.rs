@@ -95,9 +95,7 @@ pub fn capabilities() -> (VideoCodecs, BitDepths, ChromaFormats) {
 /// The decoder for `cfg` (openh264 for 8-bit 4:2:0 H.264 or before any configuration, FFmpeg for
 /// everything else).
 pub fn open_for(cfg: Option<&StreamConfig>) -> Result<Box<dyn VideoDecoder>, DecoderError> {
-    let baseline = cfg.is_none_or(|c| {
-        c.codec == VideoCodec::H264 && c.bit_depth == 8 && c.chroma == Chroma::Yuv420
-    });
+    let baseline = cfg.is_none_or(|c| DecoderKind::of(c) == BASELINE);
     if baseline {
         return Ok(Box::new(openh264::OpenH264Decoder::new()?));
     }
@@ -123,8 +121,37 @@ pub fn open_for(cfg: Option<&StreamConfig>) -> Result<Box<dyn VideoDecoder>, Dec
 
 /// Whether two configurations need different decoders (codec, depth or chroma changed).
 pub fn needs_new_decoder(old: Option<&StreamConfig>, new: &StreamConfig) -> bool {
-    old.is_none_or(|o| (o.codec, o.bit_depth, o.chroma) != (new.codec, new.bit_depth, new.chroma))
+    old.is_none_or(|o| DecoderKind::of(o) != DecoderKind::of(new))
 }
+
+/// What a decoder is opened for: codec, bit depth and chroma (a change needs a new decoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderKind {
+    /// Codec.
+    pub codec: VideoCodec,
+    /// Bits per sample.
+    pub bit_depth: u8,
+    /// Chroma subsampling.
+    pub chroma: Chroma,
+}
+
+impl DecoderKind {
+    /// The kind `cfg` needs.
+    pub fn of(cfg: &StreamConfig) -> DecoderKind {
+        DecoderKind {
+            codec: cfg.codec,
+            bit_depth: cfg.bit_depth,
+            chroma: cfg.chroma,
+        }
+    }
+}
+
+/// What [`open_for`] opens without a configuration: 8-bit 4:2:0 H.264 (openh264).
+pub const BASELINE: DecoderKind = DecoderKind {
+    codec: VideoCodec::H264,
+    bit_depth: 8,
+    chroma: Chroma::Yuv420,
+};
 
 /// The top `rows` rows of `f`'s luma as 8-bit samples (10-bit values rounded to 8 bits), with
 /// a stride of `f.width` bytes; 8-bit frames are copied as they are. For readers of marks drawn
