@@ -195,7 +195,10 @@ async fn one_combo(
     let bursts = play_speakers
         .iter()
         .map(|s| {
-            let own_ch = rec_speakers.iter().position(|r| r == s).expect("speaker recorded");
+            let own_ch = rec_speakers
+                .iter()
+                .position(|r| r == s)
+                .expect("speaker recorded");
             let Some((a, b)) = loud_span(&chans[own_ch]) else {
                 return (*s, None);
             };
@@ -208,8 +211,14 @@ async fn one_combo(
                 .filter(|c| *c != own_ch)
                 .map(|c| level_db(&chans[c][range.clone()], hz) - own)
                 .fold(f64::MIN, f64::max);
+            // Exact zeros on every other speaker (lossless PCM) have no level in dB.
+            let others = if worst < -300.0 {
+                "every other speaker exactly silent".to_owned()
+            } else {
+                format!("worst other speaker {worst:.1} dB")
+            };
             eprintln!(
-                "{} {codec:?} {s:?}: {own:.1} dBFS on its own speaker, worst other speaker {worst:.1} dB",
+                "{} {codec:?} {s:?}: {own:.1} dBFS on its own speaker, {others}",
                 layout.name()
             );
             (*s, Some((own, worst)))
