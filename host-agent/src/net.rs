@@ -603,6 +603,9 @@ impl SessionCtx {
         let mut video: Option<Subscription> = None;
         let mut sent_config: Option<StreamConfig> = None;
         let mut frames_sent: u64 = 0;
+        // Units before this session's first keyframe (encoded for other viewers while it
+        // subscribed) are of no use to its decoder.
+        let mut before_first_key: Option<u32> = Some(0);
         let mut sent_cursor_serial: Option<u32> = None;
         let max_bps = self
             .cfg
@@ -807,7 +810,22 @@ impl SessionCtx {
                         "frame in a format this viewer cannot decode"
                     );
                 }
+                Wake::Unit(Ok(unit)) if !unit.keyframe && before_first_key.is_some() => {
+                    let skipped = before_first_key.get_or_insert(0);
+                    *skipped += 1;
+                    debug!(
+                        frame = unit.frame,
+                        "not sent: this session's first keyframe is still to come"
+                    );
+                    if skipped.is_multiple_of(30) {
+                        // Subscribing asked for one; ask again if it never came.
+                        if let Some(v) = &video {
+                            v.request_keyframe();
+                        }
+                    }
+                }
                 Wake::Unit(Ok(unit)) => {
+                    before_first_key = None;
                     if sent_config != Some(unit.config) {
                         if let Err(e) = session.send_stream_config(unit.config) {
                             warn!(error = %e, "stream configuration not sendable");

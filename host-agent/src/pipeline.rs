@@ -237,6 +237,10 @@ impl VideoFeed {
     /// capabilities) say: the stream switches to the best format every subscriber accepts
     /// (a new stream configuration and a keyframe) when needed. The next frame is a keyframe.
     pub fn subscribe_with(&self, caps: Capabilities) -> Subscription {
+        // Receive before the pipeline hears of this viewer: it may encode the keyframe at
+        // once, and a receiver made after the send would miss it (the session would start on
+        // a frame it cannot decode).
+        let units = self.units.subscribe();
         let id = self
             .control
             .next_subscription
@@ -249,7 +253,7 @@ impl VideoFeed {
         // A new session must get the current cursor even though it did not change.
         cursor.mark_changed();
         Subscription {
-            units: self.units.subscribe(),
+            units,
             config: self.config.clone(),
             cursor,
             control: self.control.clone(),
