@@ -104,6 +104,20 @@ fn start_private() -> Result<Private, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run pulseaudio ({e}); install it with scripts/deps.sh"))?;
+    // Statics are never dropped: a watcher stops the server and removes its directory once
+    // this test process has exited, so running a test binary on its own leaves nothing behind.
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; kill {} 2>/dev/null; sleep 1; rm -rf '{}'",
+            std::process::id(),
+            child.id(),
+            dir.display()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
     // The env var is set once, before any audio client exists in this process.
     std::env::set_var("PULSE_SERVER", format!("unix:{}", socket.display()));
     let deadline = Instant::now() + Duration::from_secs(10);
