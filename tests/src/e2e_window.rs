@@ -126,7 +126,8 @@ fn check(
         if Instant::now() >= deadline {
             return Err(format!("the bars never showed: {last_err}"));
         }
-        std::thread::sleep(Duration::from_millis(300));
+        // Look again after the next present (or 300 ms without one).
+        let _ = tap.recv_timeout(Duration::from_millis(300));
         let win = match Placement::find(&conn, root, title) {
             Ok(w) => w,
             Err(e) => {
@@ -170,7 +171,9 @@ fn check(
 
     // 3. Stop the host; compare the last frame with the source's rendering of it.
     feed.stop();
-    std::thread::sleep(Duration::from_millis(800));
+    // Frames in flight still arrive: wait until presents stop (300 ms without one).
+    let settle = Instant::now() + Duration::from_secs(5);
+    while tap.recv_timeout(Duration::from_millis(300)).is_ok() && Instant::now() < settle {}
     let shot = Shot::take(&conn, root, (W, H))?;
     let saved = shot.save(out_dir, "last-frame");
     let green: Vec<u8> = (0..H as i32)

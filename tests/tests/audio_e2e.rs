@@ -11,21 +11,16 @@
 //! (Playing one channel at a time measures crosstalk in the classical way: a timing glitch on the
 //! driven channel, such as a sample dropped for drift, cannot be mistaken for leakage.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sightline_certs::TrustPolicy;
-use sightline_host::audio::capture_cpal::{Backend as HostBackend, CpalSource};
-use sightline_host::audio::pipeline::{self, AudioFeed};
 use sightline_host::audio::synthetic::tone_hz;
-use sightline_host::audio::{AudioSettings, AudioSource, CodecChoice};
+use sightline_host::audio::CodecChoice;
 use sightline_protocol::audio::layout::{ChannelOrder, Speaker};
 use sightline_protocol::msg::ChannelLayout;
-use sightline_protocol::time::WireClock;
+use sightline_tests::audio_chain::{AudioChain, HostAudio};
 use sightline_tests::pulse::{self, NullSink, Recorder};
-use sightline_tests::{Pki, TestHost};
-use sightline_viewer::audio::{AudioHandle, AudioOptions, AudioSnapshot, Backend as ViewerBackend};
-use sightline_viewer::net::{connect_media, Media};
-use sightline_viewer::stats::SharedClock;
+use sightline_tests::Pki;
+use sightline_viewer::audio::{AudioOptions, AudioSnapshot};
 
 /// Tone amplitude played into the host sink (−10.5 dBFS).
 const AMPLITUDE: f32 = 0.3;
@@ -86,31 +81,6 @@ fn loud_span(chan: &[f32]) -> Option<(usize, usize)> {
     Some((*loud.first()? * block, (*loud.last()? + 1) * block))
 }
 
-fn start_host_audio(
-    sink: &str,
-    layout: ChannelLayout,
-    codec: CodecChoice,
-) -> (AudioFeed, WireClock) {
-    let clock = sightline_host::net::host_clock(Instant::now());
-    let device = sink.to_owned();
-    let feed = pipeline::start(
-        Box::new(move || {
-            Ok(
-                Box::new(CpalSource::open(HostBackend::Pulse, Some(&device), layout)?)
-                    as Box<dyn AudioSource>,
-            )
-        }),
-        AudioSettings {
-            layout,
-            codec,
-            ..AudioSettings::default()
-        },
-        clock,
-    )
-    .expect("host audio capture from the PulseAudio monitor");
-    (feed, clock)
-}
-
 /// What one layout/codec run measured.
 #[derive(Debug)]
 struct Combo {
@@ -127,35 +97,16 @@ async fn one_combo(
     layout: ChannelLayout,
     codec: CodecChoice,
 ) -> Combo {
-    let (feed, clock) = start_host_audio(&host_sink.name, layout, codec);
-    let host = TestHost::start_with_audio(pki, feed.clone(), clock);
-    let known = pki.known_hosts("kh", host.addr, &pki.host);
-    let opts = pki.connect_options(host.addr, &pki.viewer, known, TrustPolicy::PinnedOnly);
-    let audio = AudioHandle::new(AudioOptions {
-        backend: ViewerBackend::Pulse,
-        device: Some(view_sink.name.clone()),
-        ..AudioOptions::default()
-    });
-    let conn = connect_media(
-        opts,
-        Media {
-            audio: Some(audio.clone()),
-            clock: SharedClock::default(),
-            ..Media::default()
-        },
+    let chain = AudioChain::start(
+        pki,
+        HostAudio::Sink(host_sink.name.clone()),
+        layout,
+        codec,
+        &view_sink.name,
+        AudioOptions::default().period_frames,
+        None,
     )
-    .await
-    .expect("viewer connects");
-    // Wait until the viewer plays the host's (silent) stream.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while audio.snapshot().callbacks < 40 {
-        assert!(
-            Instant::now() < deadline,
-            "the viewer is not playing: {:?}",
-            audio.snapshot()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     let rec_speakers = ChannelOrder::Wave.speakers(layout);
     let play_speakers = ChannelOrder::Alsa.speakers(layout);
     let rec = Recorder::start(&view_sink.monitor(), rec_speakers);
@@ -187,10 +138,8 @@ async fn one_combo(
         write("host", &r.stop());
         write("view", &chans);
     }
-    let snapshot = audio.snapshot();
-    conn.close("done").await;
-    drop(host);
-    feed.stop();
+    let snapshot = chain.audio.snapshot();
+    chain.stop().await;
 
     let bursts = play_speakers
         .iter()

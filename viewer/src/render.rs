@@ -205,19 +205,28 @@ pub fn probe_adapter() -> Option<AdapterSummary> {
     })
 }
 
-/// Polls `fut` on this thread until it is ready (native wgpu resolves at once) or `limit`.
+/// Runs `fut` on this thread until it is ready (native wgpu resolves at once) or `limit`:
+/// between polls the thread parks until the future's waker unparks it.
 fn block_on<F: std::future::Future>(fut: F, limit: Duration) -> Option<F::Output> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
     let mut fut = std::pin::pin!(fut);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
     let deadline = Instant::now() + limit;
     loop {
         if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return Some(v);
         }
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::park_timeout(left);
     }
 }
 
