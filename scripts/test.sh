@@ -17,8 +17,14 @@ PULSE_DIR=""
 cleanup() {
   local pids
   pids=$(jobs -p || true)
-  [ -n "$pids" ] && kill $pids 2>/dev/null || true
-  [ -n "$PULSE_DIR" ] && rm -rf "$PULSE_DIR"
+  if [ -n "$pids" ]; then
+    kill $pids 2>/dev/null || true
+    # Let PulseAudio finish exiting first: it writes into its directory while it shuts down.
+    wait $pids 2>/dev/null || true
+  fi
+  if [ -n "$PULSE_DIR" ]; then
+    rm -rf "$PULSE_DIR" || echo "cleanup: could not remove $PULSE_DIR" >&2
+  fi
   return 0
 }
 trap cleanup EXIT
