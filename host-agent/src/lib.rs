@@ -24,3 +24,4 @@ pub mod probe;
 pub mod security;
 pub mod security_cli;
 mod sessions;
+pub mod tiles;

@@ -25,6 +25,7 @@ use sightline_host::net::{HostEndpoint, NetConfig, NetEvent};
 use sightline_host::pipeline::{self, VideoSettings};
 use sightline_host::probe::ProbeTarget;
 use sightline_host::security_cli::{self, PairArgs, SecurityArgs};
+use sightline_host::tiles::TileSettings;
 use sightline_protocol::msg::{Capabilities, Chroma, ColourMatrix, ColourRange, InputKinds};
 use sightline_protocol::session::HostConfig;
 use sightline_protocol::video::FecConfig;
@@ -120,6 +121,15 @@ struct Args {
     /// Stop encoding after this many frames (0: never); for tests and benchmarks.
     #[arg(long, default_value_t = 0)]
     max_frames: u64,
+    /// Send no lossless tiles: everything goes through the video encoder (by default small
+    /// changes go as lossless tiles and still areas are refined to bit-exact, for viewers
+    /// that compose tiles).
+    #[arg(long)]
+    no_lossless: bool,
+    /// Bandwidth budget for refining still areas to lossless, Mbit/s (tiles for small changes
+    /// are sent at once whatever the budget, and count against it).
+    #[arg(long, value_name = "MBPS", default_value_t = 100.0)]
+    lossless_budget_mbps: f64,
     /// Where viewers' keyboard and mouse input goes: `xtest` (the X display, via XTEST),
     /// `log` (counted and logged, not injected) or `none` (view-only sessions). Default: xtest
     /// when streaming an X display, else log.
@@ -652,6 +662,11 @@ fn main() -> anyhow::Result<()> {
                 encoder: encoder_settings(&args),
                 record: args.record.clone(),
                 max_frames: args.max_frames,
+                tiles: TileSettings {
+                    enabled: !args.no_lossless,
+                    budget_bps: (args.lossless_budget_mbps.max(0.1) * 1e6) as u64,
+                    ..TileSettings::default()
+                },
             };
             let request = format_request(&args, Some(source.format()));
             let probe = probe_formats(&request, settings.encoder, false);
@@ -711,7 +726,13 @@ fn main() -> anyhow::Result<()> {
         authorized_path,
         max_sessions: args.max_sessions.max(1),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
-        session: security_cli::session_config(&args.security, HostConfig::default()),
+        session: security_cli::session_config(
+            &args.security,
+            HostConfig {
+                lossless_tiles: !args.no_lossless,
+                ..HostConfig::default()
+            },
+        ),
         clock,
         video,
         fec: match args.fec {

@@ -630,6 +630,7 @@ impl SessionCtx {
         };
         // Audio goes out from its own task, so nothing this loop waits on can hold it.
         let mut audio_task: Option<tokio::task::JoinHandle<()>> = None;
+        let mut tile_task: Option<tokio::task::JoinHandle<()>> = None;
         let mut video_caps = Capabilities::default();
         loop {
             let now = Instant::now();
@@ -683,7 +684,16 @@ impl SessionCtx {
                         video_caps = capabilities;
                         if let Some(feed) = &self.cfg.video {
                             if !capabilities.video_codecs.is_empty() {
-                                video = Some(feed.subscribe_with(capabilities));
+                                let mut sub =
+                                    feed.subscribe_tiles(capabilities, session.lossless_tiles());
+                                if let Some(rx) = sub.tiles.take() {
+                                    tile_task = Some(spawn_tile_sender(
+                                        conn.clone(),
+                                        rx,
+                                        sub.tile_resync(),
+                                    ));
+                                }
+                                video = Some(sub);
                             }
                         }
                         if let Some(feed) = &self.cfg.audio {
@@ -740,6 +750,9 @@ impl SessionCtx {
             }
             if session.is_closed() {
                 if let Some(t) = audio_task.take() {
+                    t.abort();
+                }
+                if let Some(t) = tile_task.take() {
                     t.abort();
                 }
                 let _ = ctl_send.finish();
@@ -989,6 +1002,45 @@ impl SessionCtx {
             Err(e) => warn!(frame = unit.frame, error = %e, "frame not sent"),
         }
     }
+}
+
+/// Opens the tile stream and writes every tile batch on it until the connection ends. A
+/// session that falls behind (the path is slower than the tiles) skips batches and asks for
+/// the lossless layer to start over, as it would ask for a keyframe.
+fn spawn_tile_sender(
+    conn: quinn::Connection,
+    mut batches: broadcast::Receiver<Arc<crate::pipeline::TileBatch>>,
+    resync: crate::pipeline::TileResync,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut send = match conn.open_uni().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "no tile stream");
+                return;
+            }
+        };
+        // Tiles come before bulk refinement of other streams but after control and input.
+        let _ = send.set_priority(-1);
+        loop {
+            match batches.recv().await {
+                Ok(b) => {
+                    if let Err(e) = send.write_all(&b.bytes).await {
+                        debug!(error = %e, "tile stream closed");
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    debug!(
+                        skipped = n,
+                        "tile stream fell behind; starting the lossless layer over"
+                    );
+                    resync.request();
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
 }
 
 /// Sends every audio packet of `packets` as a datagram until the connection ends. A session

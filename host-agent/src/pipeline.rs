@@ -33,6 +33,20 @@ use crate::convert::{
 use crate::damage::DamageTracker;
 use crate::encode::format::{choose, Offer, VideoFormat};
 use crate::encode::{open_offer, EncodeError, EncoderSettings, PictureRef, VideoEncoder};
+use crate::tiles::{TileOutput, TileSettings, TileTracker};
+use sightline_protocol::tiles::frame_message;
+
+/// The tile grid a captured frame would have (`None` before the first frame).
+fn tracker_grid(f: &CapturedFrame) -> Option<sightline_protocol::tiles::Grid> {
+    (f.width > 0 && f.height > 0).then_some(sightline_protocol::tiles::Grid {
+        width: f.width,
+        height: f.height,
+        depth: match f.format {
+            crate::capture::PixelFormat::Bgrx8 => 8,
+            crate::capture::PixelFormat::X2Rgb10 => 10,
+        },
+    })
+}
 
 /// One encoded frame, shared by every session.
 #[derive(Debug)]
@@ -63,6 +77,19 @@ pub struct VideoSettings {
     pub record: Option<PathBuf>,
     /// Stop after this many encoded frames (0: never) — for tests and benchmarks.
     pub max_frames: u64,
+    /// Lossless tiles beside the video ([`crate::tiles`]); used while every viewer composes
+    /// them.
+    pub tiles: TileSettings,
+}
+
+/// Tile-stream bytes for one captured frame (or still tick), shared by every session that
+/// composes tiles.
+#[derive(Debug)]
+pub struct TileBatch {
+    /// Framed [`sightline_protocol::tiles::TileMessage`]s, in order.
+    pub bytes: Vec<u8>,
+    /// Tiles in them.
+    pub tiles: usize,
 }
 
 /// Shared state between sessions and the pipeline thread.
@@ -92,6 +119,12 @@ struct Control {
     /// offer all of them accept.
     viewer_caps: Mutex<Vec<(u64, Capabilities)>>,
     next_subscription: AtomicU64,
+    /// Subscribed viewers that compose lossless tiles (tiles are used while all do).
+    tile_viewers: AtomicUsize,
+    /// A viewer may have missed tiles: start the lossless layer over.
+    tiles_reset: AtomicBool,
+    /// Share of the screen held lossless, in 1/10000.
+    lossless_share: AtomicU32,
 }
 
 impl Control {
@@ -158,6 +191,7 @@ pub struct VideoFeed {
     units: broadcast::Sender<Arc<EncodedUnit>>,
     config: watch::Receiver<Option<StreamConfig>>,
     cursor: watch::Receiver<Option<CursorUpdate>>,
+    tiles: broadcast::Sender<Arc<TileBatch>>,
     control: Arc<Control>,
 }
 
@@ -170,8 +204,23 @@ pub struct Subscription {
     pub config: watch::Receiver<Option<StreamConfig>>,
     /// The cursor.
     pub cursor: watch::Receiver<Option<CursorUpdate>>,
+    /// Lossless tiles (for a session that composes them).
+    pub tiles: Option<broadcast::Receiver<Arc<TileBatch>>>,
+    composes_tiles: bool,
     control: Arc<Control>,
     id: u64,
+}
+
+/// Lets a tile sender start the lossless layer over when it fell behind.
+#[derive(Debug, Clone)]
+pub struct TileResync(Arc<Control>);
+
+impl TileResync {
+    /// Starts the lossless layer over (a reset to every tile viewer, then refinement).
+    pub fn request(&self) {
+        self.0.tiles_reset.store(true, Ordering::SeqCst);
+        self.0.notify();
+    }
 }
 
 impl Drop for Subscription {
@@ -179,6 +228,9 @@ impl Drop for Subscription {
         self.set_bitrate_limit(None);
         self.set_backlogged(false);
         self.control.viewer_caps().retain(|(id, _)| *id != self.id);
+        if self.composes_tiles {
+            self.control.tile_viewers.fetch_sub(1, Ordering::SeqCst);
+        }
         self.control.viewers.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -187,6 +239,22 @@ impl Subscription {
     /// Asks for a keyframe (a viewer joined, lost frames, or its decoder failed).
     pub fn request_keyframe(&self) {
         self.control.keyframe.store(true, Ordering::SeqCst);
+    }
+
+    /// This session missed tiles (it fell behind the tile stream): the lossless layer starts
+    /// over for every viewer (a reset, then refinement) — like a keyframe for the tiles.
+    pub fn request_tiles_reset(&self) {
+        self.tile_resync().request();
+    }
+
+    /// A handle for [`Subscription::request_tiles_reset`] that a tile-sending task can keep.
+    pub fn tile_resync(&self) -> TileResync {
+        TileResync(self.control.clone())
+    }
+
+    /// Share of the screen the host holds lossless now (0–1).
+    pub fn lossless_share(&self) -> f64 {
+        f64::from(self.control.lossless_share.load(Ordering::Relaxed)) / 10_000.0
     }
 
     /// Limits the encoder's bitrate for this session's sake (its rate controller's target),
@@ -237,6 +305,18 @@ impl VideoFeed {
     /// capabilities) say: the stream switches to the best format every subscriber accepts
     /// (a new stream configuration and a keyframe) when needed. The next frame is a keyframe.
     pub fn subscribe_with(&self, caps: Capabilities) -> Subscription {
+        self.subscribe_tiles(caps, false)
+    }
+
+    /// [`VideoFeed::subscribe_with`] for a session that composes lossless tiles (`tiles`):
+    /// its subscription carries the tile batches, and the lossless layer starts over so it
+    /// gets every lossless cell.
+    pub fn subscribe_tiles(&self, caps: Capabilities, tiles: bool) -> Subscription {
+        let tiles = tiles.then(|| self.tiles.subscribe());
+        if tiles.is_some() {
+            self.control.tile_viewers.fetch_add(1, Ordering::SeqCst);
+        }
+        self.control.tiles_reset.store(true, Ordering::SeqCst);
         // Receive before the pipeline hears of this viewer: it may encode the keyframe at
         // once, and a receiver made after the send would miss it (the session would start on
         // a frame it cannot decode).
@@ -256,6 +336,8 @@ impl VideoFeed {
             units,
             config: self.config.clone(),
             cursor,
+            composes_tiles: tiles.is_some(),
+            tiles,
             control: self.control.clone(),
             id,
         }
@@ -406,6 +488,7 @@ fn run(
     clock: WireClock,
 ) -> std::io::Result<VideoFeed> {
     let (units, _) = broadcast::channel(4);
+    let (tiles_tx, _) = broadcast::channel::<Arc<TileBatch>>(64);
     let (config_tx, config) = watch::channel(None);
     let (cursor_tx, cursor) = watch::channel::<Option<CursorUpdate>>(None);
     let control = Arc::new(Control {
@@ -422,11 +505,15 @@ fn run(
         skipped_backlog: AtomicU64::new(0),
         viewer_caps: Mutex::new(Vec::new()),
         next_subscription: AtomicU64::new(0),
+        tile_viewers: AtomicUsize::new(0),
+        tiles_reset: AtomicBool::new(false),
+        lossless_share: AtomicU32::new(0),
     });
     let feed = VideoFeed {
         units: units.clone(),
         config,
         cursor,
+        tiles: tiles_tx.clone(),
         control: control.clone(),
     };
     std::thread::Builder::new()
@@ -457,6 +544,28 @@ fn run(
             let mut cursor_image: Option<Arc<CursorImage>> = None;
             let mut encoded: u64 = 0;
             let mut probe_warned = false;
+            let mut tracker = TileTracker::new(settings.tiles, Instant::now());
+            let mut tiles_live = false;
+            let stamps = |f: &CapturedFrame| {
+                (
+                    clock.micros(f.capture_start),
+                    clock.micros(f.capture_end),
+                    clock.micros(Instant::now()),
+                )
+            };
+            let publish = |out: TileOutput| {
+                if out.messages.is_empty() {
+                    return;
+                }
+                let mut bytes = Vec::new();
+                for m in &out.messages {
+                    bytes.extend_from_slice(&frame_message(m));
+                }
+                let _ = tiles_tx.send(Arc::new(TileBatch {
+                    bytes,
+                    tiles: out.tiles,
+                }));
+            };
             let mut pass_probe = |source: &mut dyn FrameSource| {
                 if !control.pass_probe(source) && !std::mem::replace(&mut probe_warned, true) {
                     warn!(
@@ -501,6 +610,44 @@ fn run(
                         }
                         changed
                     });
+                }
+                // Lossless tiles while every viewer composes them; a viewer that does not
+                // (or tiles switched off) sends everything through video again.
+                let viewers = control.viewers.load(Ordering::SeqCst);
+                let tiles_on = settings.tiles.enabled
+                    && viewers > 0
+                    && control.tile_viewers.load(Ordering::SeqCst) == viewers;
+                if control.tiles_reset.swap(false, Ordering::SeqCst) || (tiles_live && !tiles_on) {
+                    if let (true, Some(g)) = (tiles_live, tracker_grid(&frame)) {
+                        // Everything back to video for the viewers that compose tiles.
+                        publish(TileOutput {
+                            messages: vec![sightline_protocol::tiles::TileMessage::Reset(g)],
+                            ..TileOutput::default()
+                        });
+                    }
+                    tracker.reset();
+                    control.lossless_share.store(0, Ordering::Relaxed);
+                }
+                tiles_live = tiles_on;
+                let mut video_changed = true;
+                if tiles_on {
+                    let out = match outcome {
+                        CaptureOutcome::Frame => {
+                            tracker.on_frame(&frame, Instant::now(), frame_number, stamps(&frame))
+                        }
+                        CaptureOutcome::Timeout => {
+                            tracker.on_still(&frame, Instant::now(), stamps(&frame))
+                        }
+                        CaptureOutcome::Reinit(_) => TileOutput::default(),
+                    };
+                    video_changed = out.video_changed;
+                    if !out.messages.is_empty() {
+                        control.lossless_share.store(
+                            (tracker.lossless_share() * 10_000.0) as u32,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    publish(out);
                 }
                 match outcome {
                     CaptureOutcome::Timeout => continue,
@@ -599,6 +746,11 @@ fn run(
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .is_empty();
+                if !video_changed && !control.keyframe.load(Ordering::SeqCst) {
+                    // Only lossless cells changed: the tiles carry it, the video has nothing
+                    // to say (the picture is converted, so a later frame stays consistent).
+                    continue;
+                }
                 if backlogged && !control.keyframe.load(Ordering::SeqCst) {
                     // A viewer's path cannot take what is already queued: a lower frame rate
                     // (the picture is converted, so the next frame shows everything).
@@ -698,6 +850,7 @@ mod tests {
             },
             record: None,
             max_frames: 0,
+            tiles: TileSettings::default(),
         };
         let enc = settings.encoder;
         let clock = WireClock::new(Instant::now(), 1_000_000_000);

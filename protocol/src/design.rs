@@ -208,7 +208,20 @@
 //! picture with the one it shows, repaints only what differs, and skips comparing inside the
 //! listed rectangles. See [`crate::damage`].
 //!
-//! ## Malformed input
+//! ## Lossless tiles and the fidelity proof
+//!
+//! Beside the video, the host may send *lossless tiles* on one reliable unidirectional stream
+//! it opens (negotiated by the [`crate::tiles::EXT_LOSSLESS_TILES`] hello extension). The screen
+//! is a grid of 64×64 cells, each owned by video or by tiles: small or short-lived changes go
+//! as exact tiles at once (no video frame at all when nothing video-owned changed), sustained
+//! or large motion goes to video, and a video cell still for 150 ms is refined to a tile within
+//! a bandwidth budget. The viewer composes both into one GBR 4:4:4 picture by the rules in
+//! [`crate::tiles`] (a tile wins at once; a hand-over to video waits for the named frame; a
+//! reset makes everything video), and checks the host's per-cell XXH3 hashes against its own
+//! pixels: all equal means the picture is proven bit-exact. Tiles are used only while every
+//! connected viewer composes them (one encode serves all); a viewer that falls behind the tile
+//! stream makes the lossless layer start over, as a lost frame asks for a keyframe.
+//!
 //!
 //! Any message that does not decode, or arrives on the wrong channel or in the wrong state,
 //! closes that session with [`crate::session::CloseReason::ProtocolViolation`] and a goodbye that

@@ -55,6 +55,7 @@ pub mod session;
 pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod tiles;
 pub mod time;
 pub mod transport;
 pub mod video;

@@ -4,6 +4,7 @@
 pub mod audio_chain;
 pub mod audit;
 pub mod e2e_window;
+pub mod lossless;
 pub mod pulse;
 pub mod relay;
 pub mod window;
@@ -303,6 +304,7 @@ impl VideoHost {
             },
             record: None,
             max_frames: 0,
+            tiles: Default::default(),
         };
         let enc = settings.encoder;
         let feed = pipeline::start(
@@ -355,6 +357,57 @@ impl VideoHost {
         };
         let (addr, events, closer) =
             serve(pki, loopback_config(pki, caps, clock, Some(feed.clone())));
+        VideoHost {
+            addr,
+            feed,
+            events,
+            closer,
+        }
+    }
+
+    /// A host like [`VideoHost::start`] (openh264, 8-bit) that also sends lossless tiles
+    /// with `tiles` to viewers that compose them — what `host-agent` does by default.
+    pub fn start_lossless(
+        pki: &Pki,
+        source: Box<dyn sightline_host::capture::FrameSource>,
+        fps: u32,
+        bitrate_bps: u32,
+        tiles: sightline_host::tiles::TileSettings,
+    ) -> VideoHost {
+        use sightline_host::encode::{probe, EncoderSettings};
+        use sightline_host::pipeline::{self, VideoSettings};
+        use sightline_protocol::msg::{BitDepths, ChromaFormats, VideoCodecs};
+        let clock = sightline_host::net::host_clock(std::time::Instant::now());
+        let settings = VideoSettings {
+            encoder: EncoderSettings {
+                usage: Default::default(),
+                bitrate_bps,
+                fps: fps as f32,
+                max_slice_bytes: 1100,
+                threads: 2,
+            },
+            record: None,
+            max_frames: 0,
+            tiles,
+        };
+        let enc = settings.encoder;
+        let feed = pipeline::start(
+            source,
+            move |_, _| probe(64, 64, enc).map(|(e, _)| e),
+            settings,
+            clock,
+        )
+        .expect("start the video pipeline");
+        let caps = Capabilities {
+            video_codecs: VideoCodecs::H264,
+            bit_depths: BitDepths::EIGHT,
+            chroma: ChromaFormats::YUV420,
+            input_kinds: sightline_protocol::msg::InputKinds::PROBE,
+            ..Capabilities::default()
+        };
+        let mut cfg = loopback_config(pki, caps, clock, Some(feed.clone()));
+        cfg.session.lossless_tiles = true;
+        let (addr, events, closer) = serve(pki, cfg);
         VideoHost {
             addr,
             feed,

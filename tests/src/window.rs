@@ -643,6 +643,7 @@ pub fn standard_checks(d: &mut Driver, env: &Env) -> Result<Vec<String>, String>
         height: 1080,
         codec: "H264".into(),
         audio: None,
+        lossless: None,
     };
     let (wx, wy) = (win.x + win.width as i32 / 2, win.y + win.height as i32 / 2);
     conn.xtest_fake_input(

@@ -24,6 +24,7 @@ async fn recorded_stream_decodes_with_ffmpeg_to_the_same_frame_count() {
         },
         record: Some(path.clone()),
         max_frames: FRAMES,
+        tiles: Default::default(),
     };
     let enc = settings.encoder;
     let feed = pipeline::start(
@@ -99,6 +100,7 @@ async fn record_10_bit(
         encoder: EncoderSettings::default(),
         record: Some(path.to_owned()),
         max_frames: frames,
+        tiles: Default::default(),
     };
     let probe = sightline_host::encode::probe_formats(&request, settings.encoder, false);
     let feed = pipeline::start_negotiated(

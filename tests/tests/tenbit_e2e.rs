@@ -59,6 +59,7 @@ async fn stream_gradient(request: FormatRequest, viewer_caps: Capabilities) -> O
         },
         record: None,
         max_frames: 0,
+        tiles: Default::default(),
     };
     let probe = probe_formats(&request, settings.encoder, false);
     for line in &probe.report {

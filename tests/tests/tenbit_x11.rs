@@ -101,6 +101,7 @@ async fn a_depth_30_screen_reaches_the_viewer_in_10_bit() {
         encoder: EncoderSettings::default(),
         record: None,
         max_frames: 0,
+        tiles: Default::default(),
     };
     let offers = probe_formats(&request, settings.encoder, false).offers;
     let pki = Pki::new();

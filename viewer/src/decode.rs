@@ -13,8 +13,11 @@ use sightline_protocol::time::WireClock;
 use sightline_protocol::video::AccessUnit;
 use tracing::{debug, warn};
 
+use crate::compose::{Composer, SharedLossless};
 use crate::decoder::{self, VideoDecoder};
 use crate::frame::DecodedFrame;
+use crate::render::planes_complete;
+use sightline_protocol::tiles::{Canvas, TileMessage};
 
 /// Consecutive units without a picture after which the decoder is restarted at a keyframe.
 const SILENT_UNITS_BEFORE_RESET: u32 = 3;
@@ -39,6 +42,11 @@ pub enum DecodeInput {
     Unit(AccessUnit),
     /// Frames were lost: show nothing until the next keyframe.
     Lost,
+    /// A tile-stream message (lossless tiles, [`crate::compose`]) and when it arrived (viewer
+    /// clock, µs).
+    Tiles(sightline_protocol::tiles::TileMessage, u64),
+    /// The tile stream broke (a malformed message): show video only until the next reset.
+    TilesEnded,
 }
 
 /// A running decode thread.
@@ -52,7 +60,17 @@ pub struct DecodeThread {
 
 impl DecodeThread {
     /// Starts the thread; timestamps are taken on `clock` (the viewer wire clock).
-    pub fn spawn(mut sink: Box<dyn FrameSink>, clock: WireClock) -> std::io::Result<Self> {
+    pub fn spawn(sink: Box<dyn FrameSink>, clock: WireClock) -> std::io::Result<Self> {
+        Self::spawn_with(sink, clock, SharedLossless::default())
+    }
+
+    /// [`DecodeThread::spawn`] that composes lossless tiles when the host sends them,
+    /// reporting the proof in `lossless`.
+    pub fn spawn_with(
+        mut sink: Box<dyn FrameSink>,
+        clock: WireClock,
+        lossless: SharedLossless,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<DecodeInput>();
         let keyframe_needed = Arc::new(AtomicBool::new(false));
         let need = keyframe_needed.clone();
@@ -64,8 +82,40 @@ impl DecodeThread {
                 let mut waiting_for_key = true;
                 let mut silent_units = 0u32;
                 let mut skipped_waiting = 0u32;
+                let mut composer: Option<Composer> = None;
                 while let Ok(msg) = rx.recv() {
                     let au = match msg {
+                        DecodeInput::TilesEnded => {
+                            composer = None;
+                            lossless
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .active = false;
+                            continue;
+                        }
+                        DecodeInput::Tiles(m, received_us) => {
+                            if let TileMessage::Reset(g) = &m {
+                                // A new grid starts from black; the same grid keeps its pixels
+                                // (all video now) until the video repaints them.
+                                let keep = composer.as_ref().is_some_and(|c| c.canvas().grid() == *g);
+                                if !keep {
+                                    composer = Some(Composer::new(Canvas::new(*g), lossless.clone()));
+                                }
+                            }
+                            let Some(c) = composer.as_mut() else {
+                                debug!("tile message before the grid; ignored");
+                                continue;
+                            };
+                            match c.tiles(&m, received_us) {
+                                Ok(Some(picture)) => sink.frame(picture),
+                                Ok(_) => {}
+                                Err(e) => {
+                                    warn!(error = %e, "bad tile-stream message; showing video only");
+                                    composer = None;
+                                }
+                            }
+                            continue;
+                        }
                         DecodeInput::Config(c) => {
                             // A decoder opened before any configuration arrived (the control
                             // stream can lag the first keyframe's datagrams) is the baseline
@@ -126,7 +176,7 @@ impl DecodeThread {
                             waiting_for_key = false;
                             silent_units = 0;
                             let now = Instant::now();
-                            sink.frame(DecodedFrame {
+                            let picture = DecodedFrame {
                                 width: p.width,
                                 height: p.height,
                                 format: p.format,
@@ -145,7 +195,11 @@ impl DecodeThread {
                                 reassembled_us: au.complete_us,
                                 decoded_us: clock.micros(now),
                                 decoded_at: now,
-                            });
+                            };
+                            match composer.as_mut() {
+                                Some(c) if planes_complete(&picture) => sink.frame(c.video(&picture)),
+                                _ => sink.frame(picture),
+                            }
                         }
                         Ok(None) => {
                             // Streams have no B-frames and the decoders run without delay:
@@ -184,6 +238,11 @@ impl DecodeThread {
     /// Sends `input` to the thread; false when the thread has ended.
     pub fn send(&self, input: DecodeInput) -> bool {
         self.tx.send(input).is_ok()
+    }
+
+    /// A sender into the thread's queue (the tile-stream reader feeds it directly).
+    pub fn sender(&self) -> mpsc::Sender<DecodeInput> {
+        self.tx.clone()
     }
 }
 

@@ -229,4 +229,6 @@ pub struct StatsSnapshot {
     pub codec: String,
     /// Audio figures, when the session plays audio.
     pub audio: Option<crate::audio::AudioSnapshot>,
+    /// Lossless tiles: what the proof says (`None`: the host sends none).
+    pub lossless: Option<crate::compose::LosslessStatus>,
 }

@@ -9,6 +9,7 @@ pub mod audio;
 pub mod bench;
 pub mod bench_plot;
 mod bench_record;
+pub mod compose;
 pub mod config;
 pub mod convert;
 pub mod decode;

@@ -71,6 +71,10 @@ pub struct Media {
     pub totals: Arc<Mutex<SessionTotals>>,
     /// Audio playback. Without it the viewer advertises no audio layouts.
     pub audio: Option<crate::audio::AudioHandle>,
+    /// Lossless tiles: what the proof says (updated by the decode thread).
+    pub lossless: crate::compose::SharedLossless,
+    /// Do not offer to compose lossless tiles (everything comes as video).
+    pub no_lossless: bool,
 }
 
 impl std::fmt::Debug for Media {
@@ -354,6 +358,14 @@ pub async fn connect_reconnecting(
     media: Media,
     reconnect: ReconnectConfig,
 ) -> Result<ViewerConnection, ConnectError> {
+    if media.video.is_some() && !media.no_lossless {
+        session_cfg
+            .hello_extensions
+            .push(sightline_protocol::msg::Extension {
+                id: sightline_protocol::tiles::EXT_LOSSLESS_TILES,
+                body: Vec::new(),
+            });
+    }
     if media.video.is_some() {
         // Advertise what the decoders here handle; a caller that already named codecs, depths
         // or chroma formats (a user's limit, a test) keeps only those of them.
@@ -421,11 +433,14 @@ pub async fn connect_reconnecting(
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let video = match media.video {
         Some(sink) => Some(
-            VideoReceiver::new(sink, viewer_clock())
+            VideoReceiver::new_with(sink, viewer_clock(), media.lossless.clone())
                 .map_err(|e| ConnectError::Streams(format!("cannot start the decoder: {e}")))?,
         ),
         None => None,
     };
+    if let Some(v) = &video {
+        spawn_tile_reader(&conn, v.tile_sender());
+    }
     let current = Arc::new(Mutex::new(conn.clone()));
     let (link, link_rx) = Link::new(reconnect, dialer, welcome.session_id, current.clone());
     let task = tokio::spawn(run(
@@ -459,6 +474,69 @@ pub async fn connect_reconnecting(
         connection: current,
         link: link_rx,
     })
+}
+
+/// Reads the host's tile streams ([`sightline_protocol::tiles`]) on `conn` into the decode
+/// thread, in stream order. A message that does not decode ends that stream (the composer
+/// is told by the error and shows video only until the next reset).
+fn spawn_tile_reader(
+    conn: &quinn::Connection,
+    to: std::sync::mpsc::Sender<crate::decode::DecodeInput>,
+) {
+    use sightline_protocol::tiles::{TileMessage, MAX_TILE_MESSAGE};
+    use sightline_protocol::Decode;
+    let conn = conn.clone();
+    tokio::spawn(async move {
+        while let Ok(mut recv) = conn.accept_uni().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let mut buf: Vec<u8> = Vec::new();
+                let mut chunk = vec![0u8; 256 * 1024];
+                loop {
+                    let n = match recv.read(&mut chunk).await {
+                        Ok(Some(n)) => n,
+                        Ok(None) | Err(_) => return,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    let mut start = 0;
+                    while buf.len() - start >= 4 {
+                        let len = u32::from_le_bytes([
+                            buf[start],
+                            buf[start + 1],
+                            buf[start + 2],
+                            buf[start + 3],
+                        ]) as usize;
+                        if len > MAX_TILE_MESSAGE {
+                            tracing::warn!(len, "tile message over the limit; tile stream dropped");
+                            let _ = to.send(crate::decode::DecodeInput::TilesEnded);
+                            let _ = recv.stop(0u32.into());
+                            return;
+                        }
+                        if buf.len() - start - 4 < len {
+                            break;
+                        }
+                        let body = &buf[start + 4..start + 4 + len];
+                        start += 4 + len;
+                        match TileMessage::from_bytes(body) {
+                            Ok(m) => {
+                                let at = viewer_clock().micros(Instant::now());
+                                if to.send(crate::decode::DecodeInput::Tiles(m, at)).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "malformed tile message; tile stream dropped");
+                                let _ = to.send(crate::decode::DecodeInput::TilesEnded);
+                                let _ = recv.stop(0u32.into());
+                                return;
+                            }
+                        }
+                    }
+                    buf.drain(..start);
+                }
+            });
+        }
+    });
 }
 
 pub(crate) enum NetIn {
@@ -765,6 +843,9 @@ async fn run(
                     (session, ctl_send, input_send, net_rx) = (est.session, est.ctl_send, est.input_send, est.in_rx);
                     net_open = true;
                     link.on_connected(Instant::now(), &welcome, &conn);
+                    if let Some(v) = &media.video {
+                        spawn_tile_reader(&conn, v.tile_sender());
+                    }
                     media.on_reconnected(&mut session);
                     let _ = events.send(ViewerEvent::Connected(welcome));
                 }

@@ -363,7 +363,27 @@ pub fn stats_lines(stats: &StatsSnapshot) -> Vec<String> {
     if let Some(a) = &stats.audio {
         lines.extend(a.overlay_lines());
     }
+    if let Some(l) = &stats.lossless {
+        lines.push(lossless_line(l));
+    }
     lines
+}
+
+/// The lossless indicator: `LOSSLESS` when the host's last hash list proved every pixel
+/// bit-exact, else the share proven exact (and mismatches, if any).
+pub fn lossless_line(l: &crate::compose::LosslessStatus) -> String {
+    let f = &l.fidelity;
+    if l.all_exact() {
+        "LOSSLESS  100% bit-exact".to_owned()
+    } else if f.mismatched_cells > 0 {
+        format!(
+            "exact {:5.1}%  MISMATCH {} cells",
+            f.exact_share() * 100.0,
+            f.mismatched_cells
+        )
+    } else {
+        format!("exact {:5.1}%  (video elsewhere)", f.exact_share() * 100.0)
+    }
 }
 
 /// Where the stats panel goes in a `width × height` buffer and how its text is laid out.
@@ -653,6 +673,7 @@ mod tests {
             width: 1920,
             height: 1080,
             codec: "H264".into(),
+            lossless: None,
             audio: Some(crate::audio::AudioSnapshot {
                 stream: "7.1 Opus 512 kb/s 5.0 ms".into(),
                 latency_ms: Some(23.4),

@@ -38,9 +38,18 @@ pub struct VideoReceiver {
 impl VideoReceiver {
     /// Starts the decode thread feeding `sink`.
     pub fn new(sink: Box<dyn FrameSink>, clock: WireClock) -> std::io::Result<Self> {
+        Self::new_with(sink, clock, crate::compose::SharedLossless::default())
+    }
+
+    /// [`VideoReceiver::new`] that composes lossless tiles, reporting the proof in `lossless`.
+    pub fn new_with(
+        sink: Box<dyn FrameSink>,
+        clock: WireClock,
+        lossless: crate::compose::SharedLossless,
+    ) -> std::io::Result<Self> {
         Ok(VideoReceiver {
             reassembler: Reassembler::new(ReassemblerConfig::default()),
-            decode: DecodeThread::spawn(sink, clock)?,
+            decode: DecodeThread::spawn_with(sink, clock, lossless)?,
             clock,
             awaiting_key: true,
             last_request: None,
@@ -49,6 +58,11 @@ impl VideoReceiver {
             carried: ReassemblyStats::default(),
             rtt: Duration::ZERO,
         })
+    }
+
+    /// A sender into the decode thread's queue, for the tile-stream reader.
+    pub fn tile_sender(&self) -> std::sync::mpsc::Sender<DecodeInput> {
+        self.decode.sender()
     }
 
     /// The stream configuration.

@@ -76,6 +76,7 @@ pub struct StatsUpdater {
     pending: PendingTimes,
     clock: SharedClock,
     totals: Arc<Mutex<SessionTotals>>,
+    lossless: crate::compose::SharedLossless,
     last: Instant,
     last_bytes: u64,
     window: VecDeque<FrameRecord>,
@@ -95,6 +96,7 @@ impl StatsUpdater {
             pending,
             clock,
             totals,
+            lossless: Default::default(),
             last: Instant::now(),
             last_bytes: 0,
             window: VecDeque::new(),
@@ -105,6 +107,12 @@ impl StatsUpdater {
     /// Also shows `audio`'s figures and feeds it the video latency for A/V sync.
     pub fn with_audio(mut self, audio: Option<crate::audio::AudioHandle>) -> Self {
         self.audio = audio;
+        self
+    }
+
+    /// Shows the lossless-tile proof from `lossless` in the overlay.
+    pub fn with_lossless(mut self, lossless: crate::compose::SharedLossless) -> Self {
+        self.lossless = lossless;
         self
     }
 
@@ -154,6 +162,8 @@ impl StatsUpdater {
             height: size.1,
             codec: codec.to_owned(),
             audio: self.audio.as_ref().map(|a| a.snapshot()),
+            lossless: Some(*self.lossless.lock().unwrap_or_else(PoisonError::into_inner))
+                .filter(|l| l.active),
         };
         for (i, s) in stages.iter().enumerate() {
             snap.stage_ms[i] = s.p50 as f64 / 1e3;
@@ -287,6 +297,7 @@ async fn session_for_window(
         ..Media::default()
     };
     let totals = media.totals.clone();
+    let lossless = media.lossless.clone();
     let host = opts.host.clone();
     let mut conn = match connect_media(opts, media).await {
         Ok(c) => c,
@@ -300,7 +311,9 @@ async fn session_for_window(
         conn.welcome.host_name
     )));
     *shared.input.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.input_sender());
-    let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals).with_audio(audio);
+    let mut updater = StatsUpdater::new(shared.clone(), pending, clock, totals)
+        .with_audio(audio)
+        .with_lossless(lossless);
     let mut tick = tokio::time::interval(STATS_INTERVAL);
     let mut link = conn.link_state();
     let mut link_msg = crate::reconnect::LinkMessages::default();

@@ -38,6 +38,9 @@ pub struct HostConfig {
     pub max_message_len: usize,
     /// Input and control message rates above which the viewer is told goodbye.
     pub rate_limits: RateLimits,
+    /// This host sends lossless tiles to viewers that offer
+    /// [`crate::tiles::EXT_LOSSLESS_TILES`] (it echoes the extension in the welcome).
+    pub lossless_tiles: bool,
 }
 
 impl Default for HostConfig {
@@ -52,6 +55,7 @@ impl Default for HostConfig {
             idle_timeout: Duration::from_secs(10),
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             rate_limits: RateLimits::default(),
+            lossless_tiles: false,
         }
     }
 }
@@ -184,6 +188,8 @@ pub struct HostSession {
     counters: HostCounters,
     /// The viewer offered [`crate::damage::EXT_DAMAGE_RECTS`]: video fragments may carry damage.
     damage_rects: bool,
+    /// Lossless tiles were negotiated ([`crate::tiles`]).
+    lossless_tiles: bool,
     hello_extensions: Vec<crate::msg::Extension>,
     input_rate: TokenBucket,
     control_rate: TokenBucket,
@@ -209,6 +215,7 @@ impl HostSession {
             last_input_seq: 0,
             counters: HostCounters::default(),
             damage_rects: false,
+            lossless_tiles: false,
             hello_extensions: Vec::new(),
         }
     }
@@ -393,6 +400,13 @@ impl HostSession {
     pub fn damage_rects(&self) -> bool {
         self.damage_rects
     }
+
+    /// Whether this session gets lossless tiles (the viewer offered
+    /// [`crate::tiles::EXT_LOSSLESS_TILES`], the host's configuration allows them, and the
+    /// welcome echoed it): the I/O layer opens the tile stream.
+    pub fn lossless_tiles(&self) -> bool {
+        self.lossless_tiles
+    }
     /// Announces the audio format (control stream). Refused (and not sent) unless
     /// [`HostSession::audio_allowed`] and the viewer would accept it.
     pub fn send_audio_config(&mut self, cfg: AudioConfig) -> Result<(), AudioRefused> {
@@ -561,14 +575,21 @@ impl HostSession {
             .extensions
             .iter()
             .any(|e| e.id == crate::damage::EXT_DAMAGE_RECTS);
-        let extensions = if self.damage_rects {
-            vec![Extension {
-                id: crate::damage::EXT_DAMAGE_RECTS,
-                body: Vec::new(),
-            }]
-        } else {
-            Vec::new()
+        self.lossless_tiles = self.cfg.lossless_tiles
+            && h.extensions
+                .iter()
+                .any(|e| e.id == crate::tiles::EXT_LOSSLESS_TILES);
+        let echo = |id: u16| Extension {
+            id,
+            body: Vec::new(),
         };
+        let mut extensions = Vec::new();
+        if self.damage_rects {
+            extensions.push(echo(crate::damage::EXT_DAMAGE_RECTS));
+        }
+        if self.lossless_tiles {
+            extensions.push(echo(crate::tiles::EXT_LOSSLESS_TILES));
+        }
         self.hello_extensions = h.extensions;
         self.pending
             .push_back(Pending::Control(Message::Control(Control::Welcome(
