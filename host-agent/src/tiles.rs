@@ -8,8 +8,10 @@
 //!   typing, a button highlight, a cursor-adjacent repaint. Its exact pixels go out at once,
 //!   and the frame costs no video encode unless a video-owned cell changed too.
 //! * **video**: the cell changed in [`TileSettings::motion_changes`] or more frames within
-//!   [`MOTION_WINDOW`], or the change is large (a window drag, a scroll of the whole screen,
-//!   a film). A lossless cell moving to video is handed over with
+//!   [`MOTION_WINDOW`] and the cells in such motion cover at least
+//!   [`TileSettings::min_motion_share`] of the screen (a playing clip, a scrolling page; a
+//!   small moving thing such as a timecode or a meter stays exact as tiles), or the change is
+//!   large (a window drag, a scroll of the whole screen, a film). A lossless cell moving to video is handed over with
 //!   [`TileMessage::VideoOwns`] for the next encoded frame.
 //!
 //! A video cell still for [`TileSettings::refine_after`] is **refined**: sent as a tile, so a
@@ -23,7 +25,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use sightline_protocol::tiles::{cell_hash, code_cell, Grid, Tile, TileMessage};
+use sightline_protocol::tiles::{cell_hash, code_cell, Grid, Tile, TileCodec, TileMessage};
 
 use crate::capture::{CapturedFrame, PixelFormat};
 
@@ -49,6 +51,10 @@ pub struct TileSettings {
     pub motion_changes: usize,
     /// Changes covering more than this share of the screen go to video.
     pub max_tile_share: f64,
+    /// Cells in motion go to video only when together they cover at least this share of the
+    /// screen: a small moving thing (a timecode, a spinner, a blinking caret, a meter) stays
+    /// exact as tiles, a playing clip or a scrolling page goes to video.
+    pub min_motion_share: f64,
 }
 
 impl Default for TileSettings {
@@ -59,6 +65,7 @@ impl Default for TileSettings {
             refine_after: Duration::from_millis(150),
             motion_changes: 4,
             max_tile_share: 0.2,
+            min_motion_share: 0.03,
         }
     }
 }
@@ -193,7 +200,18 @@ impl TileTracker {
         let mut changed: Vec<usize> = Vec::new();
         let mut seen = vec![false; grid.cells()];
         if frame.damage.is_empty() {
-            changed.extend(0..grid.cells());
+            // Unknown damage (a keyframe's full capture, a source without DAMAGE): lossless
+            // cells whose pixels still hash the same did not change — a keyframe request
+            // does not throw the lossless layer away.
+            for i in 0..grid.cells() {
+                if self.cells[i].lossless {
+                    gather(frame, grid, i, &mut self.raw);
+                    if cell_hash(&self.raw) == self.cells[i].hash {
+                        continue;
+                    }
+                }
+                changed.push(i);
+            }
         } else {
             for r in &frame.damage {
                 for i in grid.cells_in(r.x, r.y, r.w, r.h) {
@@ -210,10 +228,13 @@ impl TileTracker {
                 u64::from(w * h)
             })
             .sum();
-        let big = area as f64 > self.settings.max_tile_share * f64::from(grid.width * grid.height);
+        let screen = f64::from(grid.width * grid.height);
+        let big = area as f64 > self.settings.max_tile_share * screen;
         let mut now_tiles = Vec::new();
         let mut handover = Vec::new();
-        for &i in &changed {
+        let mut moving = vec![false; changed.len()];
+        let mut moving_area = 0u64;
+        for (k, &i) in changed.iter().enumerate() {
             let c = &mut self.cells[i];
             while c
                 .recent
@@ -224,8 +245,16 @@ impl TileTracker {
             }
             c.recent.push_back(now);
             c.last_change = now;
-            let motion = c.recent.len() >= self.settings.motion_changes;
-            if big || motion {
+            if c.recent.len() >= self.settings.motion_changes {
+                moving[k] = true;
+                let (_, _, w, h) = grid.cell_rect(i);
+                moving_area += u64::from(w * h);
+            }
+        }
+        let motion_counts = moving_area as f64 >= self.settings.min_motion_share * screen;
+        for (k, &i) in changed.iter().enumerate() {
+            let c = &mut self.cells[i];
+            if big || (moving[k] && motion_counts) {
                 if c.lossless {
                     c.lossless = false;
                     handover.push(i as u16);
@@ -246,8 +275,9 @@ impl TileTracker {
         }
         let n_change = now_tiles.len();
         self.refinable(now, &mut now_tiles);
+        let refined = now_tiles.len() > n_change;
         self.emit(frame, grid, &now_tiles, n_change, times_us, &mut out);
-        self.hashes(now, &mut out);
+        self.hashes(now, refined, &mut out);
         out
     }
 
@@ -267,8 +297,9 @@ impl TileTracker {
         self.refill(now);
         let mut cells = Vec::new();
         self.refinable(now, &mut cells);
+        let refined = !cells.is_empty();
         self.emit(frame, grid, &cells, 0, times_us, &mut out);
-        self.hashes(now, &mut out);
+        self.hashes(now, refined, &mut out);
         out
     }
 
@@ -332,19 +363,15 @@ impl TileTracker {
         if cells.is_empty() {
             return;
         }
-        let bps = grid.bytes_per_sample();
+        let coded = code_cells(frame, grid, cells, &mut self.raw, &mut self.scratch);
         let mut tiles = Vec::with_capacity(cells.len());
-        for (k, &i) in cells.iter().enumerate() {
-            gather(frame, grid, i, &mut self.raw);
-            let (_, _, w, _) = grid.cell_rect(i);
-            let (codec, data) = code_cell(&self.raw, w as usize, bps, &mut self.scratch);
+        for (k, (&i, (hash, raw_len, codec, data))) in cells.iter().zip(coded).enumerate() {
             let c = &mut self.cells[i];
-            c.hash = cell_hash(&self.raw);
+            c.hash = hash;
             c.lossless = true;
             c.needs_refine = false;
             self.tokens -= data.len() as f64;
-            self.ratio =
-                0.9 * self.ratio + 0.1 * (data.len() as f64 / self.raw.len().max(1) as f64);
+            self.ratio = 0.9 * self.ratio + 0.1 * (data.len() as f64 / raw_len.max(1) as f64);
             out.tile_bytes += data.len();
             if k < n_change {
                 self.totals.change_tiles += 1;
@@ -389,11 +416,15 @@ impl TileTracker {
         }
     }
 
-    fn hashes(&mut self, now: Instant, out: &mut TileOutput) {
+    /// Appends the hash list when due: at most every [`HASH_EVERY`] while tiles change, at
+    /// once when a refinement just made the last video cell lossless (the proof of a
+    /// converged picture should not wait), and every [`HASH_REPEAT`] anyway.
+    fn hashes(&mut self, now: Instant, refined: bool, out: &mut TileOutput) {
         let since = self.last_hashes.map(|t| now.duration_since(t));
+        let converged = refined && self.cells.iter().all(|c| c.lossless || !c.needs_refine);
         let due = match since {
             None => true,
-            Some(d) => (self.hashes_dirty && d >= HASH_EVERY) || d >= HASH_REPEAT,
+            Some(d) => (self.hashes_dirty && (d >= HASH_EVERY || converged)) || d >= HASH_REPEAT,
         };
         if !due {
             return;
@@ -410,6 +441,50 @@ impl TileTracker {
                 .collect(),
         });
     }
+}
+
+/// Codes `cells` of `frame`: `(hash, raw length, codec, data)` per cell, in order. Eight or
+/// more cells are split over two threads (the pipeline's and one scoped helper): a 480×240
+/// change touches ~40 cells, and coding is most of the host's cost for it.
+fn code_cells(
+    frame: &CapturedFrame,
+    grid: Grid,
+    cells: &[usize],
+    raw: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> Vec<(u64, usize, TileCodec, Vec<u8>)> {
+    fn run(
+        frame: &CapturedFrame,
+        grid: Grid,
+        cells: &[usize],
+        raw: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Vec<(u64, usize, TileCodec, Vec<u8>)> {
+        let bps = grid.bytes_per_sample();
+        cells
+            .iter()
+            .map(|&i| {
+                gather(frame, grid, i, raw);
+                let (_, _, w, _) = grid.cell_rect(i);
+                let (codec, data) = code_cell(raw, w as usize, bps, scratch);
+                (cell_hash(raw), raw.len(), codec, data)
+            })
+            .collect()
+    }
+    if cells.len() < 8 {
+        return run(frame, grid, cells, raw, scratch);
+    }
+    let (a, b) = cells.split_at(cells.len() / 2);
+    std::thread::scope(|s| {
+        let helper = s.spawn(|| run(frame, grid, b, &mut Vec::new(), &mut Vec::new()));
+        let mut first = run(frame, grid, a, raw, scratch);
+        match helper.join() {
+            Ok(second) => first.extend(second),
+            // The helper cannot panic on valid cells; if it did, code its half here.
+            Err(_) => first.extend(run(frame, grid, b, raw, scratch)),
+        }
+        first
+    })
 }
 
 /// Cell `i` of `frame` as raw planes G, B, R.
@@ -535,6 +610,45 @@ mod tests {
             .messages
             .iter()
             .any(|m| matches!(m, TileMessage::Hashes { cells } if cells.len() == 60)));
+    }
+
+    #[test]
+    fn a_small_moving_thing_stays_lossless() {
+        let t0 = Instant::now();
+        let mut tr = TileTracker::new(TileSettings::default(), t0);
+        let mut f = frame(1920, 1080, 2);
+        tr.on_frame(&f, t0, 0, (0, 0, 0));
+        tr.on_still(&f, t0 + Duration::from_millis(200), (0, 0, 0));
+        // A 200×40 timecode changing at 60 Hz: 4 cells, 0.8 % of the screen.
+        f.damage = vec![Rect {
+            x: 1000,
+            y: 900,
+            w: 200,
+            h: 40,
+        }];
+        for k in 0..30u64 {
+            let out = tr.on_frame(&f, t0 + Duration::from_millis(300 + 16 * k), 1, (0, 0, 0));
+            assert!(!out.video_changed, "frame {k}: stays tiles");
+            assert_eq!(tiles_in(&out), 4);
+        }
+        assert_eq!(tr.lossless_share(), 1.0);
+    }
+
+    #[test]
+    fn unknown_damage_keeps_lossless_cells_whose_pixels_did_not_change() {
+        let t0 = Instant::now();
+        let mut tr = TileTracker::new(TileSettings::default(), t0);
+        let mut f = frame(640, 360, 1);
+        tr.on_frame(&f, t0, 0, (0, 0, 0));
+        tr.on_still(&f, t0 + Duration::from_millis(200), (0, 0, 0));
+        assert_eq!(tr.lossless_share(), 1.0);
+        // A whole-frame capture (keyframe) with one cell really changed.
+        f.data[0] ^= 0xff;
+        f.damage.clear();
+        let out = tr.on_frame(&f, t0 + Duration::from_millis(300), 1, (0, 0, 0));
+        assert_eq!(tiles_in(&out), 1, "only the changed cell is sent");
+        assert!(!out.video_changed);
+        assert_eq!(tr.lossless_share(), 1.0);
     }
 
     #[test]

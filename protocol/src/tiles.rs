@@ -345,9 +345,13 @@ pub fn cell_hash(raw: &[u8]) -> u64 {
 /// Codes a cell's raw planes (`w × h` samples per plane, `bps` bytes each): LZ4 over the
 /// left-neighbour delta, or the raw planes when that is not smaller.
 pub fn code_cell(raw: &[u8], w: usize, bps: usize, scratch: &mut Vec<u8>) -> (TileCodec, Vec<u8>) {
-    scratch.clear();
-    scratch.extend_from_slice(raw);
-    delta(scratch, w, bps, true);
+    delta_into(raw, scratch, w, bps);
+    // Noise-like content (film grain, a photo) does not compress: a probe over the first
+    // eighth finds that at an eighth of the cost of trying the whole cell.
+    let probe = scratch.len() / 8;
+    if probe >= 1024 && lz4_flex::block::compress(&scratch[..probe]).len() * 10 > probe * 9 {
+        return (TileCodec::Raw, raw.to_vec());
+    }
     let packed = lz4_flex::block::compress(scratch);
     if packed.len() < raw.len() {
         (TileCodec::Lz4Delta, packed)
@@ -381,6 +385,31 @@ pub fn decode_cell(
         }
     }
     Ok(())
+}
+
+/// The forward delta of `raw` into `out` in one pass (rows of `w` samples of `bps` bytes).
+fn delta_into(raw: &[u8], out: &mut Vec<u8>, w: usize, bps: usize) {
+    out.clear();
+    out.resize(raw.len(), 0);
+    let row = w * bps;
+    if row == 0 {
+        return;
+    }
+    for (src, dst) in raw.chunks_exact(row).zip(out.chunks_exact_mut(row)) {
+        if bps == 1 {
+            dst[0] = src[0];
+            for ((d, &cur), &prev) in dst[1..].iter_mut().zip(&src[1..]).zip(src) {
+                *d = cur.wrapping_sub(prev);
+            }
+        } else {
+            dst[..2].copy_from_slice(&src[..2]);
+            for j in 1..w {
+                let cur = u16::from_le_bytes([src[2 * j], src[2 * j + 1]]);
+                let prev = u16::from_le_bytes([src[2 * j - 2], src[2 * j - 1]]);
+                dst[2 * j..2 * j + 2].copy_from_slice(&cur.wrapping_sub(prev).to_le_bytes());
+            }
+        }
+    }
 }
 
 /// Left-neighbour delta (`forward`) or its inverse over rows of `w` samples of `bps` bytes.

@@ -172,7 +172,9 @@ impl Rig {
                 .unwrap();
             row += n;
         }
-        self.xc.flush().unwrap();
+        // A round trip: the server has drawn it when this returns (like a client that waits
+        // for the server before drawing its next frame).
+        self.xc.get_input_focus().unwrap().reply().unwrap();
     }
 
     /// The X server's pixels of the screen (BGRX).

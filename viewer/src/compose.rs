@@ -55,8 +55,10 @@ pub struct Composer {
     canvas: Canvas,
     words: Vec<u32>,
     status: SharedLossless,
-    /// The newest video frame's number and timing, for pictures that only tiles changed.
-    last_video: Option<(u32, Option<HostStageTimes>, u64, u64)>,
+    /// Number of the last composed picture: strictly increasing over video and tile
+    /// pictures (the window and the bench pair presents with pictures by it), and never
+    /// below the video frame it shows.
+    number: Option<u32>,
 }
 
 impl Composer {
@@ -66,8 +68,18 @@ impl Composer {
             canvas,
             words: Vec::new(),
             status,
-            last_video: None,
+            number: None,
         }
+    }
+
+    fn next_number(&mut self, video: Option<u32>) -> u32 {
+        let n = match (self.number, video) {
+            (None, v) => v.unwrap_or(0),
+            (Some(p), Some(v)) if v.wrapping_sub(p) < 1 << 31 && v != p => v,
+            (Some(p), _) => p.wrapping_add(1),
+        };
+        self.number = Some(n);
+        n
     }
 
     /// The canvas.
@@ -131,9 +143,9 @@ impl Composer {
                 }
             }
         }
-        self.last_video = Some((f.frame, f.host_times, f.first_packet_us, f.reassembled_us));
         self.publish();
-        self.picture(f.frame, f.host_times, None, f.decoded_us, f.decoded_at)
+        let n = self.next_number(Some(f.frame));
+        self.picture(n, f.host_times, None, f.decoded_us, f.decoded_at)
             .with_receipt(f.first_packet_us, f.reassembled_us)
     }
 
@@ -187,7 +199,7 @@ impl Composer {
             })
             .collect();
         let damage = (rects.len() <= 64).then_some(rects);
-        let frame = self.last_video.map_or(0, |v| v.0);
+        let frame = self.next_number(None);
         Ok(Some(
             self.picture(frame, times, damage, received_us, Instant::now())
                 .with_receipt(received_us, received_us),
@@ -361,5 +373,22 @@ mod tests {
         let s = *status.lock().unwrap();
         assert!(s.active && s.fidelity.matched_cells == 1 && !s.all_exact());
         assert!((s.lossless_share - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn picture_numbers_increase_over_video_and_tiles() {
+        let g = Grid {
+            width: 64,
+            height: 64,
+            depth: 8,
+        };
+        let mut c = Composer::new(Canvas::new(g), SharedLossless::default());
+        assert_eq!(c.next_number(Some(50)), 50);
+        assert_eq!(c.next_number(None), 51);
+        assert_eq!(c.next_number(None), 52);
+        // Video frame 51 after tile pictures took 51 and 52: the next number, not 51.
+        assert_eq!(c.next_number(Some(51)), 53);
+        assert_eq!(c.next_number(Some(60)), 60);
+        assert_eq!(c.next_number(None), 61);
     }
 }
