@@ -636,7 +636,11 @@ fn run(
                             tracker.on_frame(&frame, Instant::now(), frame_number, stamps(&frame))
                         }
                         CaptureOutcome::Timeout => {
-                            tracker.on_still(&frame, Instant::now(), stamps(&frame))
+                            // Refinement reads the last capture, whose pixels are still
+                            // current (nothing was damaged since): stamp it as captured now,
+                            // or the latency figures would count the time the screen was still.
+                            let n = clock.micros(Instant::now());
+                            tracker.on_still(&frame, Instant::now(), (n, n, n))
                         }
                         CaptureOutcome::Reinit(_) => TileOutput::default(),
                     };

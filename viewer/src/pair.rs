@@ -141,6 +141,15 @@ fn classify(e: &quinn::ConnectionError) -> PairError {
     }
 }
 
+/// A failed write, in pairing terms: the host may have closed the connection before our
+/// message went out (a refused certificate arrives as a close), which says why.
+fn send_error(e: quinn::WriteError) -> PairError {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => classify(&c),
+        other => PairError::Protocol(format!("cannot send: {other}")),
+    }
+}
+
 async fn read_msg(recv: &mut quinn::RecvStream) -> Result<PairMessage, PairError> {
     let mut header = [0u8; 2];
     recv.read_exact(&mut header).await.map_err(|e| match e {
@@ -270,7 +279,7 @@ async fn exchange(
     };
     send.write_all(&start.to_frame())
         .await
-        .map_err(|e| PairError::Protocol(format!("cannot send: {e}")))?;
+        .map_err(send_error)?;
     let (host_name, msg_b, host_confirm) = match read_msg(&mut recv).await? {
         PairMessage::Reply {
             host_name,
@@ -291,7 +300,7 @@ async fn exchange(
     };
     send.write_all(&PairMessage::Confirm { confirm }.to_frame())
         .await
-        .map_err(|e| PairError::Protocol(format!("cannot send: {e}")))?;
+        .map_err(send_error)?;
     match read_msg(&mut recv).await? {
         PairMessage::Done { authorized_as } => Ok((host_name, authorized_as)),
         PairMessage::Refused {
