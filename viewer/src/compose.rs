@@ -59,6 +59,10 @@ pub struct Composer {
     /// pictures (the window and the bench pair presents with pictures by it), and never
     /// below the video frame it shows.
     number: Option<u32>,
+    /// Tiles applied since the last picture: (earliest batch's host times, when it arrived,
+    /// changed cells). The picture is built once the queue is drained
+    /// ([`Composer::take_picture`]), so a burst of tile messages costs one picture.
+    pending: Option<(Option<HostStageTimes>, u64, Vec<usize>)>,
 }
 
 impl Composer {
@@ -69,6 +73,7 @@ impl Composer {
             words: Vec::new(),
             status,
             number: None,
+            pending: None,
         }
     }
 
@@ -145,16 +150,15 @@ impl Composer {
         }
         self.publish();
         let n = self.next_number(Some(f.frame));
+        // The video picture shows every tile applied so far.
+        self.pending = None;
         self.picture(n, f.host_times, None, f.decoded_us, f.decoded_at)
             .with_receipt(f.first_packet_us, f.reassembled_us)
     }
 
-    /// A tile-stream message; returns the composed picture when pixels changed.
-    pub fn tiles(
-        &mut self,
-        m: &TileMessage,
-        received_us: u64,
-    ) -> Result<Option<DecodedFrame>, TileError> {
+    /// A tile-stream message; returns whether shown pixels changed (then
+    /// [`Composer::take_picture`] has a picture).
+    pub fn tiles(&mut self, m: &TileMessage, received_us: u64) -> Result<bool, TileError> {
         let applied = match self.canvas.apply(m) {
             Ok(a) => a,
             Err(e) => {
@@ -172,7 +176,7 @@ impl Composer {
         }
         self.publish();
         if applied.changed.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         let times = match m {
             TileMessage::Tiles {
@@ -189,9 +193,20 @@ impl Composer {
             }),
             _ => None,
         };
+        match &mut self.pending {
+            Some((_, _, cells)) => cells.extend(applied.changed),
+            None => self.pending = Some((times, received_us, applied.changed)),
+        }
+        Ok(true)
+    }
+
+    /// The composed picture for the tiles applied since the last picture, if any.
+    pub fn take_picture(&mut self) -> Option<DecodedFrame> {
+        let (times, received_us, mut cells) = self.pending.take()?;
+        cells.sort_unstable();
+        cells.dedup();
         let g = self.canvas.grid();
-        let rects: Vec<DamageRect> = applied
-            .changed
+        let rects: Vec<DamageRect> = cells
             .iter()
             .filter_map(|&i| {
                 let (x, y, w, h) = g.cell_rect(i);
@@ -200,10 +215,10 @@ impl Composer {
             .collect();
         let damage = (rects.len() <= 64).then_some(rects);
         let frame = self.next_number(None);
-        Ok(Some(
+        Some(
             self.picture(frame, times, damage, received_us, Instant::now())
                 .with_receipt(received_us, received_us),
-        ))
+        )
     }
 
     fn publish(&self) {
@@ -330,7 +345,7 @@ mod tests {
             }
         }
         let (codec, data) = code_cell(&raw, 64, 1, &mut Vec::new());
-        let out = c
+        assert!(c
             .tiles(
                 &TileMessage::Tiles {
                     seq: 1,
@@ -345,8 +360,9 @@ mod tests {
                 },
                 5,
             )
-            .unwrap()
-            .expect("a new picture");
+            .unwrap());
+        let out = c.take_picture().expect("a new picture");
+        assert!(c.take_picture().is_none(), "one picture per burst");
         assert_eq!(
             pixel(&out, 3, 2),
             [(12 + 2 + 120) as u16, 14, (12 + 2 + 60) as u16]

@@ -83,7 +83,22 @@ impl DecodeThread {
                 let mut silent_units = 0u32;
                 let mut skipped_waiting = 0u32;
                 let mut composer: Option<Composer> = None;
-                while let Ok(msg) = rx.recv() {
+                loop {
+                    // Tile pictures wait until the queue is drained: a burst of tile messages
+                    // (a refinement) costs one composed picture, not one each.
+                    let msg = match rx.try_recv() {
+                        Ok(m) => m,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            if let Some(p) = composer.as_mut().and_then(Composer::take_picture) {
+                                sink.frame(p);
+                            }
+                            match rx.recv() {
+                                Ok(m) => m,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                    };
                     let au = match msg {
                         DecodeInput::TilesEnded => {
                             composer = None;
@@ -107,7 +122,6 @@ impl DecodeThread {
                                 continue;
                             };
                             match c.tiles(&m, received_us) {
-                                Ok(Some(picture)) => sink.frame(picture),
                                 Ok(_) => {}
                                 Err(e) => {
                                     warn!(error = %e, "bad tile-stream message; showing video only");

@@ -112,10 +112,14 @@ pub(crate) async fn establish(
     let clock = viewer_clock();
     let mut session = ViewerSession::new(session_cfg, now, clock);
     while let Some(t) = session.poll_transmit(now) {
-        ctl_send
-            .write_all(&t.bytes)
-            .await
-            .map_err(|e| ConnectError::Streams(e.to_string()))?;
+        ctl_send.write_all(&t.bytes).await.map_err(|e| match e {
+            // The host refused our certificate after the handshake (TLS 1.3 checks it
+            // late) and closed before the hello went out: say why, not "connection lost".
+            quinn::WriteError::ConnectionLost(c) => {
+                classify_late(&c, ConnectError::Streams(explain_after_tls(&c)))
+            }
+            other => ConnectError::Streams(other.to_string()),
+        })?;
     }
     let (in_tx, mut in_rx) = mpsc::channel::<NetIn>(1024);
     spawn_readers(&conn, ctl_recv, in_tx);
