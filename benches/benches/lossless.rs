@@ -10,7 +10,7 @@
 //! * **bytes**: tile and video bytes per second for typing (a few 10×20 glyphs a second) and
 //!   for scrolling a text page.
 //!
-//! Run: `cargo bench -p sightline-benches --bench lossless`.
+//! Run: `cargo bench -p sightline-benches --bench lossless` (`-- host` for the host part only).
 
 use std::time::{Duration, Instant};
 
@@ -179,6 +179,13 @@ fn main() {
         let (w, h) = (1920u32, 1080u32);
         let rig = Rig::start(w, h, TileSettings::default()).await;
         rig.put(0, 0, w as u16, h as u16, &desktop(w, h, 0));
+        // `-- host` measures only the host's processing of a small change.
+        if std::env::args().any(|a| a == "host") {
+            rig.host.feed.stop();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            host_small_change(&rig);
+            return;
+        }
         rig.wait_exact(0, Duration::from_secs(20))
             .await
             .expect("first exact picture");

@@ -117,8 +117,8 @@ pub struct TileTracker {
     last_refill: Instant,
     hashes_dirty: bool,
     last_hashes: Option<Instant>,
-    raw: Vec<u8>,
-    scratch: Vec<u8>,
+    /// Gather and delta buffers, one pair per coding thread (kept: no page faults per frame).
+    bufs: [Buffers; 2],
     totals: TileTotals,
     /// Coded / raw size of recent tiles (for estimating what refinement will cost).
     ratio: f64,
@@ -136,8 +136,7 @@ impl TileTracker {
             last_refill: now,
             hashes_dirty: false,
             last_hashes: None,
-            raw: Vec::new(),
-            scratch: Vec::new(),
+            bufs: Default::default(),
             totals: TileTotals::default(),
             ratio: 0.25,
         }
@@ -205,8 +204,8 @@ impl TileTracker {
             // does not throw the lossless layer away.
             for i in 0..grid.cells() {
                 if self.cells[i].lossless {
-                    gather(frame, grid, i, &mut self.raw);
-                    if cell_hash(&self.raw) == self.cells[i].hash {
+                    gather(frame, grid, i, &mut self.bufs[0].raw);
+                    if cell_hash(&self.bufs[0].raw) == self.cells[i].hash {
                         continue;
                     }
                 }
@@ -363,7 +362,7 @@ impl TileTracker {
         if cells.is_empty() {
             return;
         }
-        let coded = code_cells(frame, grid, cells, &mut self.raw, &mut self.scratch);
+        let coded = code_cells(frame, grid, cells, &mut self.bufs);
         let mut tiles = Vec::with_capacity(cells.len());
         for (k, (&i, (hash, raw_len, codec, data))) in cells.iter().zip(coded).enumerate() {
             let c = &mut self.cells[i];
@@ -450,41 +449,47 @@ fn code_cells(
     frame: &CapturedFrame,
     grid: Grid,
     cells: &[usize],
-    raw: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
+    bufs: &mut [Buffers; 2],
 ) -> Vec<(u64, usize, TileCodec, Vec<u8>)> {
     fn run(
         frame: &CapturedFrame,
         grid: Grid,
         cells: &[usize],
-        raw: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
+        bufs: &mut Buffers,
     ) -> Vec<(u64, usize, TileCodec, Vec<u8>)> {
         let bps = grid.bytes_per_sample();
         cells
             .iter()
             .map(|&i| {
-                gather(frame, grid, i, raw);
+                gather(frame, grid, i, &mut bufs.raw);
                 let (_, _, w, _) = grid.cell_rect(i);
-                let (codec, data) = code_cell(raw, w as usize, bps, scratch);
-                (cell_hash(raw), raw.len(), codec, data)
+                let (codec, data) = code_cell(&bufs.raw, w as usize, bps, &mut bufs.scratch);
+                (cell_hash(&bufs.raw), bufs.raw.len(), codec, data)
             })
             .collect()
     }
+    let [mine, theirs] = bufs;
     if cells.len() < 8 {
-        return run(frame, grid, cells, raw, scratch);
+        return run(frame, grid, cells, mine);
     }
     let (a, b) = cells.split_at(cells.len() / 2);
     std::thread::scope(|s| {
-        let helper = s.spawn(|| run(frame, grid, b, &mut Vec::new(), &mut Vec::new()));
-        let mut first = run(frame, grid, a, raw, scratch);
+        let helper = s.spawn(|| run(frame, grid, b, theirs));
+        let mut first = run(frame, grid, a, mine);
         match helper.join() {
             Ok(second) => first.extend(second),
             // The helper cannot panic on valid cells; if it did, code its half here.
-            Err(_) => first.extend(run(frame, grid, b, raw, scratch)),
+            Err(_) => first.extend(run(frame, grid, b, mine)),
         }
         first
     })
+}
+
+/// One coding thread's working buffers.
+#[derive(Debug, Default)]
+struct Buffers {
+    raw: Vec<u8>,
+    scratch: Vec<u8>,
 }
 
 /// Cell `i` of `frame` as raw planes G, B, R.
@@ -503,10 +508,14 @@ pub fn gather(frame: &CapturedFrame, grid: Grid, i: usize, raw: &mut Vec<u8>) {
         match frame.format {
             PixelFormat::Bgrx8 => {
                 let o = row * w;
-                for (j, px) in src.chunks_exact(4).enumerate() {
-                    b[o + j] = px[0];
-                    g[o + j] = px[1];
-                    r[o + j] = px[2];
+                let planes = g[o..o + w]
+                    .iter_mut()
+                    .zip(&mut b[o..o + w])
+                    .zip(&mut r[o..o + w]);
+                for (((g, b), r), px) in planes.zip(src.chunks_exact(4)) {
+                    *b = px[0];
+                    *g = px[1];
+                    *r = px[2];
                 }
             }
             PixelFormat::X2Rgb10 => {
