@@ -94,6 +94,21 @@ fn host_small_change(rig: &Rig) {
     );
 }
 
+/// [`host_small_change`] with the streaming pipeline stopped first, so that only the measured
+/// tracker works on the change (as on a host with one pipeline).
+async fn host_alone(rig: &Rig) {
+    rig.host.feed.stop();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !rig.host.feed.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the streaming pipeline did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    host_small_change(rig);
+}
+
 async fn convergence(rig: &Rig, runs: usize) {
     let (w, h) = rig.size;
     let tall = desktop(w, h * 2, 5);
@@ -181,9 +196,7 @@ fn main() {
         rig.put(0, 0, w as u16, h as u16, &desktop(w, h, 0));
         // `-- host` measures only the host's processing of a small change.
         if std::env::args().any(|a| a == "host") {
-            rig.host.feed.stop();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            host_small_change(&rig);
+            host_alone(&rig).await;
             return;
         }
         rig.wait_exact(0, Duration::from_secs(20))
@@ -226,10 +239,7 @@ fn main() {
             },
         )
         .await;
-        // Last: the host's own processing, with the streaming pipeline stopped so that only
-        // the measured tracker works on the change (as on a host with one pipeline).
-        rig.host.feed.stop();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        host_small_change(&rig);
+        // Last: the host's own processing.
+        host_alone(&rig).await;
     });
 }
